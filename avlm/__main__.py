@@ -1,0 +1,5 @@
+import sys
+
+from avlm.cli import main
+
+sys.exit(main())

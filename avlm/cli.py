@@ -1,0 +1,37 @@
+"""The ``avlm`` console script. Subcommands come from the one dict ``COMMANDS``.
+
+Each command lives in ``avlm/commands/<name>.py`` and exposes ``add_arguments(parser)`` and
+``run(args) -> int`` (the exit code). Modules are imported only when their command runs, so
+``avlm --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# name -> (module under avlm.commands, one-line help). Only commands that work are listed.
+COMMANDS: dict[str, tuple[str, str]] = {
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="avlm", description="Audio-visual video understanding with LLMs.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(f"avlm.commands.{module_name}")
+        sub = subparsers.add_parser(name, help=help_text, description=module.__doc__)
+        module.add_arguments(sub)
+        sub.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args._run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
