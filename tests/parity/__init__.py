@@ -1,0 +1,1 @@
+"""Per-kind checks for the golden fixtures; see tests/test_fixtures.py for discovery and dispatch."""
