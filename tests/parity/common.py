@@ -18,7 +18,8 @@ def load_weights(case_dir: Path) -> dict[str, torch.Tensor]:
 
 def assert_close(name: str, actual: torch.Tensor, expected: torch.Tensor, tolerance: dict) -> None:
     """Compare one output against a fixture tensor with the case's tolerance entry (shape always exact)."""
-    assert tuple(actual.shape) == tuple(expected.shape), f"{name}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    shapes = tuple(actual.shape), tuple(expected.shape)
+    assert shapes[0] == shapes[1], f"{name}: shape {shapes[0]} != expected {shapes[1]}"
     if tolerance.get("exact"):
         assert torch.equal(actual.to(expected.dtype), expected), f"{name}: not exactly equal"
         return
