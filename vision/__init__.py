@@ -3,9 +3,46 @@
 Imports nothing heavy at import time (decord and PyAV are loaded inside the readers).
 """
 
+from pathlib import Path
+from typing import Any
+
+import torch
+
 from vision.container import MediaError, MediaInfo, probe
+from vision.encoders import CLIPVisionEncoder, SiglipVisionEncoder
 
 # Registry of vision encoders: name -> class. One line per entry; see build_vision_encoder.
-VISION_ENCODERS: dict[str, type] = {}
+VISION_ENCODERS: dict[str, type] = {
+    "siglip": SiglipVisionEncoder,
+    "clip": CLIPVisionEncoder,
+}
 
-__all__ = ["MediaError", "MediaInfo", "probe", "VISION_ENCODERS"]
+
+def build_vision_encoder(
+    name: str, path: str | Path | None = None, config: Any | None = None, **options: Any
+) -> torch.nn.Module:
+    """Build a registered vision encoder from a local checkpoint folder or from a config (random init).
+
+    Args:
+        name: registry key of ``VISION_ENCODERS`` ("siglip", "clip").
+        path: local checkpoint folder, loaded strictly with ``from_pretrained``.
+        config: transformers config for a random-init encoder (``from_config``); give exactly one of path and config.
+        **options: encoder options (``select_layer``, ``chunk_size``, ``attn_implementation``, ``frozen``).
+
+    Returns:
+        The encoder: forward [b, t, 3, H, W] -> [b, t, n, d].
+    """
+    if name not in VISION_ENCODERS:
+        raise ValueError(f"unknown vision encoder {name!r}; choose one of {sorted(VISION_ENCODERS)}")
+    if (path is None) == (config is None):
+        raise ValueError(
+            f"build_vision_encoder({name!r}) needs exactly one of path (checkpoint folder) and config (random init), "
+            f"got path={path!r}, config={type(config).__name__}; use VISION_ENCODERS[{name!r}].tiny() for tests"
+        )
+    encoder_class = VISION_ENCODERS[name]
+    if path is not None:
+        return encoder_class.from_pretrained(path, **options)
+    return encoder_class.from_config(config, **options)
+
+
+__all__ = ["MediaError", "MediaInfo", "probe", "VISION_ENCODERS", "build_vision_encoder"]

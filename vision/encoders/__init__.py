@@ -1,0 +1,9 @@
+"""Vision encoders (frame towers): each maps pixel_values [b, t, 3, H, W] to frame tokens [b, t, n, d].
+
+transformers is imported only when an encoder is built.
+"""
+
+from vision.encoders.clip import CLIPVisionEncoder
+from vision.encoders.siglip import SiglipVisionEncoder
+
+__all__ = ["CLIPVisionEncoder", "SiglipVisionEncoder"]
