@@ -13,6 +13,7 @@ from test_fixtures import fixtures_root
 from audio.encoders.whisper import WhisperAudioEncoder, silence_value
 from vision import VISION_ENCODERS, build_vision_encoder
 from vision.encoders import CLIPVisionEncoder, SiglipVisionEncoder
+from vision.preprocess import SIGLIP
 
 # (registry name, wrapper, upstream vision model, full text + vision model and config, class tokens dropped)
 TOWERS = [
@@ -66,7 +67,10 @@ def test_vision_tower_loads_checkpoints_strictly(tmp_path, name, tower, upstream
     vision_model = save_full_model(tmp_path, full_model, full_config, tower.tiny().config)
     encoder = build_vision_encoder(name, path=tmp_path)
     assert encoder.attn_implementation == "sdpa"
-    assert encoder.image_processor_config["size"] == {"height": 16, "width": 16}
+    assert (
+        encoder.image_processor.size == 16
+        and encoder.image_processor.image_mean == tower.default_image_processor.image_mean
+    )
     pixel_values = torch.randn(1, 2, 3, 16, 16)
     expected = vision_model(pixel_values[0], output_hidden_states=True).hidden_states[-2][:, prefix:]
     torch.testing.assert_close(encoder(pixel_values)[0], expected, atol=1e-6, rtol=0)
@@ -96,6 +100,8 @@ def test_vision_tower_rejects_wrong_inputs(tmp_path):
         encoder(torch.randn(2, 3, 16, 16))
     with pytest.raises(ValueError, match="select_layer=-4"):
         SiglipVisionEncoder.tiny(select_layer=-4)
+    with pytest.raises(ValueError, match="image_processor.size=384 differs from the model's image_size=16"):
+        SiglipVisionEncoder.tiny(image_processor=SIGLIP)
     with pytest.raises(TypeError, match="config must be a SiglipVisionConfig"):
         SiglipVisionEncoder.from_config(CLIPVisionEncoder.tiny().config)
     save_full_model(tmp_path, "CLIPModel", "CLIPConfig", CLIPVisionEncoder.tiny().config)
@@ -119,8 +125,8 @@ def test_siglip_fixture_folder_reproduces_videollama2_features():
     folder = case_dir / "VideoLLaMA2.1-AV-tiny" / "siglip-tiny-patch14-70"
     encoder = SiglipVisionEncoder.from_pretrained(folder)
     processor = json.loads((folder / "preprocessor_config.json").read_text())
-    assert encoder.image_processor_config["image_mean"] == processor["image_mean"]
-    assert encoder.image_size == processor["size"]["height"]
+    assert list(encoder.image_processor.image_mean) == processor["image_mean"]
+    assert encoder.image_size == encoder.image_processor.size == processor["size"]["height"]
     io = load_file(str(case_dir / "io.safetensors"))
     for sample in ["av", "v", "img"]:
         expected = io[f"{sample}.vision_features"]  # [t, n, d]; an image is repeated over the t frames

@@ -112,6 +112,7 @@ class WhisperAudioEncoder(nn.Module):
         except the decoder and heads.
         """
         from transformers import WhisperConfig
+        from transformers.initialization import no_init_weights
 
         folder = Path(folder)
         config_path = folder / "config.json"
@@ -120,7 +121,8 @@ class WhisperAudioEncoder(nn.Module):
         model_type = json.loads(config_path.read_text()).get("model_type")
         if model_type != "whisper":
             raise ValueError(f"{folder}: config model_type is {model_type!r}; WhisperAudioEncoder loads 'whisper'")
-        encoder = cls(WhisperConfig.from_pretrained(folder), **options)
+        with no_init_weights():  # skip the random init: the strict load below overwrites every tensor
+            encoder = cls(WhisperConfig.from_pretrained(folder), **options)
         encoder.load_upstream_state_dict(_read_state_dict(folder), source=str(folder))
         return encoder
 

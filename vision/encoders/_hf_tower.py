@@ -8,6 +8,7 @@ Notation:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from einops import rearrange
 from torch import nn
+
+from vision.preprocess import ImageProcessorConfig
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
@@ -66,7 +69,7 @@ class HFVisionTower(nn.Module):
     model_types: tuple[str, ...]  # accepted config.json model_type values (full model, vision-only)
     other_tower_prefixes: tuple[str, ...]  # checkpoint keys of a full model that belong to other towers
     num_prefix_tokens: int  # class tokens dropped from the output
-    default_image_processor: dict[str, Any]  # used when a folder has no preprocessor_config.json
+    default_image_processor: ImageProcessorConfig  # used (at image_size) when a folder has none
     tiny_config: dict[str, Any] = {  # config values of tiny(): 16x16 images, 4x4 patches of 4 px
         "hidden_size": 32,
         "intermediate_size": 64,
@@ -83,7 +86,7 @@ class HFVisionTower(nn.Module):
         chunk_size: int = 64,
         attn_implementation: str = "sdpa",
         frozen: bool = True,
-        image_processor_config: dict[str, Any] | None = None,
+        image_processor: ImageProcessorConfig | None = None,
     ) -> None:
         """Build a random-init tower.
 
@@ -94,7 +97,8 @@ class HFVisionTower(nn.Module):
             chunk_size: frames per forward pass, bounding activation memory.
             attn_implementation: transformers attention backend ("sdpa", "eager", ...).
             frozen: disable gradients on every parameter and put the module in eval mode.
-            image_processor_config: preprocessing values (mean, std, size); defaults to the family's standard values.
+            image_processor: how frames are resized and normalised; defaults to the family's standard values
+                at ``image_size``. Its output size must equal the config's ``image_size``.
         """
         super().__init__()
         import transformers
@@ -125,8 +129,14 @@ class HFVisionTower(nn.Module):
         self.grid_size: int = config.image_size // config.patch_size
         self.num_patches: int = self.grid_size**2
         self.output_dim: int = config.hidden_size
-        size = {"height": self.image_size, "width": self.image_size}
-        self.image_processor_config = dict(image_processor_config or {**self.default_image_processor, "size": size})
+        self.image_processor = image_processor or dataclasses.replace(
+            self.default_image_processor, size=config.image_size
+        )
+        if self.image_processor.size != config.image_size:
+            raise ValueError(
+                f"image_processor.size={self.image_processor.size} differs from the model's image_size="
+                f"{config.image_size}; frames must be preprocessed to the size the position embeddings expect"
+            )
         if frozen:
             self.requires_grad_(False)
             self.eval()
@@ -161,6 +171,7 @@ class HFVisionTower(nn.Module):
         may be left over except those of the other towers (text model, projections, logit scale).
         """
         import transformers
+        from transformers.initialization import no_init_weights
 
         folder = Path(folder)
         config_path = folder / "config.json"
@@ -172,10 +183,10 @@ class HFVisionTower(nn.Module):
                 f"{folder}: config model_type is {model_type!r}; {cls.__name__} loads one of {list(cls.model_types)}"
             )
         config = getattr(transformers, cls.config_class_name).from_pretrained(folder)
-        processor_path = folder / "preprocessor_config.json"
-        if processor_path.is_file():
-            options.setdefault("image_processor_config", json.loads(processor_path.read_text()))
-        tower = cls(config, **options)
+        if (folder / "preprocessor_config.json").is_file():
+            options.setdefault("image_processor", ImageProcessorConfig.from_pretrained(folder))
+        with no_init_weights():  # skip the random init: the strict load below overwrites every tensor
+            tower = cls(config, **options)
         tower.load_upstream_state_dict(read_state_dict(folder), source=str(folder))
         return tower
 

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from vision.encoders._hf_tower import HFVisionTower
+from vision.preprocess import CLIP
 
 
 class CLIPVisionEncoder(HFVisionTower):
@@ -28,10 +29,7 @@ class CLIPVisionEncoder(HFVisionTower):
     model_types = ("clip", "clip_vision_model")
     other_tower_prefixes = ("text_model.", "visual_projection.", "text_projection.", "logit_scale")
     num_prefix_tokens = 1
-    default_image_processor = {
-        "image_mean": [0.48145466, 0.4578275, 0.40821073],
-        "image_std": [0.26862954, 0.26130258, 0.27577711],
-    }
+    default_image_processor = CLIP  # resize the shortest side, centre crop, OpenAI mean and std
 
     def _keep_parts(self, model: nn.Module) -> None:
         """Keep embeddings, the pre-encoder LayerNorm (upstream name ``pre_layrnorm``) and the truncated encoder."""

@@ -9,6 +9,7 @@ VideoLLaMA2 (google/siglip-so400m-patch14-384, select_layer -2): 384 px frames -
 from __future__ import annotations
 
 from vision.encoders._hf_tower import HFVisionTower
+from vision.preprocess import SIGLIP
 
 
 class SiglipVisionEncoder(HFVisionTower):
@@ -25,4 +26,4 @@ class SiglipVisionEncoder(HFVisionTower):
     model_types = ("siglip", "siglip_vision_model")
     other_tower_prefixes = ("text_model.", "logit_scale", "logit_bias")
     num_prefix_tokens = 0
-    default_image_processor = {"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}
+    default_image_processor = SIGLIP  # squash to a square, mean = std = 0.5
