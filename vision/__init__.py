@@ -9,7 +9,9 @@ from typing import Any
 import torch
 
 from vision.container import MediaError, MediaInfo, probe
+from vision.decode import VideoClip, load_image, load_video
 from vision.encoders import CLIPVisionEncoder, SiglipVisionEncoder
+from vision.preprocess import CLIP, SIGLIP, ImageProcessorConfig, preprocess_frames
 
 # Registry of vision encoders: name -> class. One line per entry; see build_vision_encoder.
 VISION_ENCODERS: dict[str, type] = {
@@ -46,3 +48,4 @@ def build_vision_encoder(
 
 
 __all__ = ["MediaError", "MediaInfo", "probe", "VISION_ENCODERS", "build_vision_encoder"]
+__all__ += ["VideoClip", "load_video", "load_image", "ImageProcessorConfig", "preprocess_frames", "SIGLIP", "CLIP"]
