@@ -35,8 +35,8 @@ class ImageProcessorConfig:
 
     size: int = 384  # output side S: frames come out [t, 3, S, S]
     mode: Literal["resize", "pad", "crop"] = "resize"
-    """"resize": squash to S x S (SigLIP); "pad": pad to a square with the mean colour (VideoLLaMA2 training),
-    then resize; "crop": resize the shortest side to shortest_edge, then center-crop S x S (CLIP)."""
+    """"resize": squash to S x S (SigLIP); "crop": resize the shortest side to shortest_edge, then center-crop
+    S x S (CLIP); "pad": pad to a square with the mean colour (VideoLLaMA2 training), then as "crop"."""
     shortest_edge: int | None = None  # "crop" mode: shortest side before the crop; None means S
     resample: Literal["bicubic", "bilinear"] = "bicubic"  # Pillow filter
     rescale_factor: float = 1 / 255  # uint8 -> [0, 1]
@@ -120,9 +120,9 @@ def preprocess_frames(frames: torch.Tensor, config: ImageProcessorConfig) -> tor
     size = config.size
     if config.mode == "pad":
         frames = pad_to_square(frames, config.pad_colour)
-    if config.mode in ("pad", "resize"):
+    if config.mode == "resize":
         frames = resize(frames, size, size, config.resample)
-    else:
+    else:  # "crop", and "pad" continues like the processor on the padded square (a plain resize to S x S)
         height, width = frames.shape[1:3]
         short, long = sorted((height, width))
         edge = config.shortest_edge or size
