@@ -6,7 +6,10 @@ none may crash the interpreter (decord aborts on some damaged files, so they mus
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -91,6 +94,44 @@ def test_decord_cannot_read_falls_back_to_pyav(tmp_path: Path) -> None:
     clip = load_video(path, num_frames=4)
     assert clip.backend == "pyav" and tuple(clip.frames.shape) == (4, 48, 64, 3)
     expect_media_error(path, "decord cannot read its .* video", backend="decord")
+
+
+CORRUPT_PROBE = """
+import json, sys
+from vision import MediaError, load_video
+results = []
+for path in sys.argv[1:]:
+    for backend in ("decord", "pyav"):
+        try:
+            clip = load_video(path, num_frames=4, backend=backend)
+            results.append([path, "frames", list(clip.frames.shape)])
+        except MediaError as error:
+            results.append([path, "MediaError", str(error)])
+print(json.dumps(results))
+"""
+
+
+def test_corrupted_bytes_never_crash(tmp_path: Path, bikes: Path) -> None:
+    data, paths = bikes.read_bytes(), []
+    for seed in (2, 3, 4, 6):  # 200 random bytes overwritten; odd seeds may hit the header too
+        rng = np.random.default_rng(seed)
+        damaged = bytearray(data)
+        for position in rng.integers(0 if seed % 2 else 5000, len(data), 200):
+            damaged[position] = rng.integers(0, 256)
+        paths.append(tmp_path / f"bytes overwritten {seed}.mp4")
+        paths[-1].write_bytes(bytes(damaged))
+    # A separate interpreter: a decoder abort would kill it, not pytest, and show up as a return code.
+    result = subprocess.run([sys.executable, "-c", CORRUPT_PROBE, *map(str, paths)], capture_output=True, text=True,
+                            timeout=120, cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0, f"crashed or raised a raw error:\n{result.stderr[-2000:]}"
+    outcomes = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(outcomes) == 8
+    for path, kind, detail in outcomes:  # frames, or an error that names the file and says what is wrong
+        if kind == "frames":
+            assert detail == [4, 272, 640, 3]
+        else:
+            assert detail.startswith(f"{path}: ") and len(detail) > len(path) + 12, detail
+    assert {kind for _, kind, _ in outcomes} == {"frames", "MediaError"}
 
 
 @pytest.fixture(scope="module")

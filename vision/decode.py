@@ -96,7 +96,16 @@ def load_video(path: str | os.PathLike, num_frames: int = 16, fps: float | None 
 
 def decode_frames(table: FrameTable, indices: list[int], *, start: float, end: float,
                   backend: Literal["auto", "decord", "pyav"] = "auto", max_resolution: int | None = None) -> VideoClip:
-    """Decode the frames numbered ``indices`` (presentation order, repeats allowed) of ``table.path``."""
+    """Decode chosen frames of ``table.path`` into a clip (the step after sampling; presets call it directly).
+
+    Args:
+        table: the file's frame table from :func:`vision.frame_table.read_frame_table`.
+        indices: frame numbers in presentation order; repeats are decoded once and copied.
+        start: start of the sampled span in seconds, reported on the clip.
+        end: end of the sampled span in seconds, reported on the clip.
+        backend: as in :func:`load_video`.
+        max_resolution: as in :func:`load_video`.
+    """
     unique = sorted(set(indices))
     size = _output_size(table, max_resolution)
     arrays, used = _decode(table, unique, size, backend)
@@ -193,7 +202,7 @@ def _decode_decord(table: FrameTable, indices: list[int], size) -> np.ndarray:
         return reader.get_batch(indices).asnumpy()
     except (RuntimeError, decord.DECORDError) as error:
         lines = [line for line in str(error).splitlines() if line.strip()]
-        message = re.sub(r"^\[[\d:]+\] \S+:\d+: ", "", lines[-1] if lines else type(error).__name__)
+        message = re.sub(r"\[[\d:]+\] \S+:\d+: ", "", lines[-1] if lines else type(error).__name__)  # log prefixes
         raise _DecordFailure(message) from error
 
 
