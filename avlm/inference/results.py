@@ -1,0 +1,87 @@
+"""Append-only JSONL results that survive a crash or Ctrl-C at any moment, and resume without duplicates.
+
+Each finished clip is written as one complete line, flushed and fsynced. On restart the file is read back:
+every complete line counts as done; a torn last line (the process died mid-write) is cut off first, so the
+file never holds a partial record and every clip appears exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def _repair(path: Path) -> None:
+    """Cut a torn final line left by a killed writer: everything after the last newline.
+
+    A record is written as one ``line + "\n"``, so a complete record always ends with a newline.
+    """
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return
+    with open(path, "r+b") as handle:
+        handle.truncate(data.rfind(b"\n") + 1)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_done(path: str | os.PathLike, key: str) -> dict[str, dict[str, Any]]:
+    """Records already in a results file, by ``record[key]`` (repairs a torn last line first).
+
+    Raises:
+        ValueError: a line other than the last is not valid JSON (the file was not written by avlm).
+    """
+    path = Path(path)
+    if not path.exists():
+        return {}
+    _repair(path)
+    done: dict[str, dict[str, Any]] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}:{number}: not a JSON line ({error.msg}); is this an avlm results file? "
+                             "Move it away or pass another --output") from error
+        if key not in record:
+            raise ValueError(f"{path}:{number}: record has no {key!r} field; pass another --output")
+        done[str(record[key])] = record
+    return done
+
+
+class ResultWriter:
+    """Appends one JSON line per record, flushed and fsynced before ``write`` returns.
+
+    Usage::
+
+        with ResultWriter("captions.jsonl", key="video") as out:
+            todo = [p for p in paths if str(p) not in out.done]
+            ...
+            out.write({"video": str(path), "caption": text})
+    """
+
+    def __init__(self, path: str | os.PathLike, key: str):
+        self.path = Path(path)
+        self.key = key
+        self.done = read_done(self.path, key)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = open(self.path, "a", encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.key not in record:
+            raise ValueError(f"result record needs a {self.key!r} field, got keys {sorted(record)}")
+        line = json.dumps(record, ensure_ascii=False) + "\n"
+        self._handle.write(line)
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self.done[str(record[self.key])] = record
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> ResultWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
