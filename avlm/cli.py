@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 # name -> (module under avlm.commands, one-line help). Only commands that work are listed.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "inspect": ("inspect", "show a clip's streams and write a contact sheet of what the model sees"),
 }
 
 
@@ -29,8 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; a user error (bad file, bad value) prints one line and exits with status 2."""
     args = build_parser().parse_args(argv)
-    return int(args._run(args) or 0)
+    try:
+        return int(args._run(args) or 0)
+    except (ValueError, OSError) as error:
+        print(f"avlm {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

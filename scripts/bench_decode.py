@@ -1,0 +1,133 @@
+"""Decode benchmark: "16 uniform frames + 10 s of audio features" per clip, avlm vs a naive PyAV loader.
+
+Both run side by side in this process on the same generated H.264 + AAC clips (360p and 720p, 12 s, 25 fps):
+- avlm:     vision.load_video (decord, seeks only the 16 frames it needs) + audio.load_audio over the same
+            10 s window + audio.features.beats_fbank (batched Kaldi fbank);
+- baseline: PyAV decodes every video frame to RGB and picks 16, decodes the whole audio track, resamples it
+            with torchaudio and computes torchaudio's Kaldi fbank on the first 10 s.
+Also reports audio-feature throughput alone, as a multiple of real time.
+
+    .venv/bin/python scripts/bench_decode.py [--clips 4] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+import torchaudio
+
+from audio import load_audio
+from audio.features import beats_fbank
+from vision import load_video
+
+SECONDS = 12.0
+AUDIO_SECONDS = 10.0
+FPS = 25
+
+
+def write_clip(path: Path, width: int, height: int, seed: int, gop: int) -> Path:
+    """A moving-noise H.264 clip (a keyframe every ``gop`` frames) with a 48 kHz stereo AAC track."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 255, (height // 8, width // 8, 3), dtype=np.uint8)
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=FPS, options={"preset": "veryfast", "g": str(gop)})
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        sound = container.add_stream("aac", rate=48000)
+        sound.layout = "stereo"
+        for index in range(int(SECONDS * FPS)):
+            tile = np.roll(base, index, axis=1).repeat(8, 0).repeat(8, 1)
+            for packet in video.encode(av.VideoFrame.from_ndarray(tile, format="rgb24")):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+        t = np.arange(int(SECONDS * 48000)) / 48000
+        samples = np.stack([np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 660 * t)]).astype(np.float32) * 0.3
+        for start in range(0, samples.shape[1], 1024):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, start:start + 1024]), format="fltp",
+                                               layout="stereo")
+            frame.sample_rate, frame.pts = 48000, start
+            for packet in sound.encode(frame):
+                container.mux(packet)
+        for packet in sound.encode():
+            container.mux(packet)
+    return path
+
+
+def avlm_loader(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    clip = load_video(path, num_frames=16)
+    sound = load_audio(path, sample_rate=16000, start=0.0, end=AUDIO_SECONDS)
+    return clip.frames, beats_fbank(sound.waveform[None], 16000)
+
+
+def naive_loader(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    with av.open(str(path)) as container:
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    picks = np.linspace(0, len(frames) - 1, 16).round().astype(int)
+    video = torch.from_numpy(np.stack([frames[i] for i in picks]))
+    with av.open(str(path)) as container:
+        chunks = [frame.to_ndarray() for frame in container.decode(audio=0)]
+        rate = container.streams.audio[0].sample_rate
+    waveform = torch.from_numpy(np.concatenate(chunks, axis=1)).float().mean(0)
+    waveform = torchaudio.functional.resample(waveform, rate, 16000)[: int(AUDIO_SECONDS * 16000)]
+    fbank = torchaudio.compliance.kaldi.fbank(waveform[None] * 32768, num_mel_bins=128, sample_frequency=16000,
+                                              frame_length=25, frame_shift=10)
+    return video, fbank
+
+
+def clips_per_second(loader, paths: list[Path], repeats: int) -> float:
+    loader(paths[0])  # warm-up
+    timings = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for path in paths:
+            loader(path)
+        timings.append(time.perf_counter() - start)
+    return len(paths) / statistics.median(timings)
+
+
+def feature_real_time_factor(repeats: int) -> dict[str, float]:
+    waveform = torch.randn(8, int(AUDIO_SECONDS * 16000)) * 0.1
+    result = {}
+    for batch in (1, 8):
+        beats_fbank(waveform[:batch], 16000)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            beats_fbank(waveform[:batch], 16000)
+        seconds = (time.perf_counter() - start) / repeats
+        result[f"batch {batch}"] = batch * AUDIO_SECONDS / seconds
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clips", type=int, default=4, help="clips per resolution")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--gop", type=int, nargs="+", default=[50, 250],
+                        help="keyframe intervals in frames (50 = 2 s, streaming-style; 250 = x264's default)")
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, torchaudio {torchaudio.__version__}, av {av.__version__}, "
+          f"threads {torch.get_num_threads()}")
+    with tempfile.TemporaryDirectory() as folder:
+        for gop in args.gop:
+            for name, (width, height) in {"360p": (640, 360), "720p": (1280, 720)}.items():
+                paths = [write_clip(Path(folder) / f"{name}_{gop}_{i}.mp4", width, height, i, gop)
+                         for i in range(args.clips)]
+                fast = clips_per_second(avlm_loader, paths, args.repeats)
+                slow = clips_per_second(naive_loader, paths, args.repeats)
+                print(f"{name}, keyframe every {gop / FPS:.0f} s: avlm {fast:6.2f} clips/s | "
+                      f"naive PyAV {slow:6.2f} clips/s | ratio {fast / slow:5.1f}x")
+    for label, factor in feature_real_time_factor(args.repeats * 3).items():
+        print(f"audio features (beats_fbank, 10 s at 16 kHz, {label}): {factor:,.0f}x real time")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
