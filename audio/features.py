@@ -34,8 +34,18 @@ def _kaldi_mel_banks(num_mel_bins: int, padded_length: int, sample_rate: int) ->
 
 
 @lru_cache(maxsize=8)
-def _povey_window(length: int) -> torch.Tensor:
-    return torch.hann_window(length, periodic=False, dtype=torch.float64).pow(0.85)
+def _frame_transform(length: int) -> torch.Tensor:
+    """[length, length] float64 matrix A with ``frame @ A`` = povey window * pre-emphasis(0.97) * (frame - mean).
+
+    Folding Kaldi's per-frame DC removal, pre-emphasis (x[j] - 0.97 x[j-1], with x[-1] := x[0]) and window into
+    one matrix turns three passes over the frames into a single matmul.
+    """
+    identity = torch.eye(length, dtype=torch.float64)
+    remove_dc = identity - 1.0 / length
+    preemphasis = identity - 0.97 * torch.diag(torch.ones(length - 1, dtype=torch.float64), -1)
+    preemphasis[0, 0] = 1 - 0.97
+    window = torch.hann_window(length, periodic=False, dtype=torch.float64).pow(0.85)
+    return (torch.diag(window) @ preemphasis @ remove_dc).T
 
 
 def kaldi_fbank(waveform: torch.Tensor, sample_rate: int = 16000, num_mel_bins: int = 128,
@@ -53,13 +63,11 @@ def kaldi_fbank(waveform: torch.Tensor, sample_rate: int = 16000, num_mel_bins: 
         raise ValueError(f"waveform has {waveform.shape[1]} samples, fewer than one {frame_length_ms} ms frame "
                          f"({length} samples at {sample_rate} Hz)")
     dtype = waveform.dtype if waveform.dtype in (torch.float32, torch.float64) else torch.float32
-    frames = waveform.to(dtype).unfold(1, length, shift)  # [b, f, length]
-    frames = frames - frames.mean(dim=2, keepdim=True)
-    previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=2)
-    frames = frames - 0.97 * previous
-    frames = frames * _povey_window(length).to(frames.device, dtype)
+    frames = waveform.to(dtype).unfold(1, length, shift)  # [b, f, length], a view
+    frames = frames @ _frame_transform(length).to(frames.device, dtype)
     padded = 1 << (length - 1).bit_length()
-    power = torch.fft.rfft(frames, n=padded).abs().pow(2)
+    spectrum = torch.fft.rfft(frames, n=padded)
+    power = spectrum.real.square() + spectrum.imag.square()
     mel = power @ _kaldi_mel_banks(num_mel_bins, padded, sample_rate).to(frames.device, dtype).T
     return mel.clamp_min(_EPSILON).log()
 
