@@ -1,0 +1,289 @@
+"""``AVLMForCausalLM``: a Hugging Face causal LM fed ``inputs_embeds``, with encoders and connectors keyed by modality.
+
+Notation:
+    b: batch rows, b_v / b_a: video / audio items in the batch, t: frames, n: encoder tokens per frame (or per audio
+    clip), d: encoder width, D: LLM width, H, W: frame size, f: audio feature frames, m: mel bins,
+    L: text length (one token per placeholder), L': length after the placeholders are expanded.
+
+The forward path reads as stages: ``encode`` (all frames of the batch through the vision encoder in one call, all
+audio through the audio encoder in one call) -> ``connect`` (connectors to LLM tokens) -> ``merge`` (media tokens
+written at their placeholders, :mod:`avlm.splice`) -> ``llm``. Rows of one batch may be video-only, audio-only,
+audio-visual or text-only. Media inputs use the collator's layout (:func:`avlm.data.collate`)::
+
+    video_pixels        [b_v, t_max, 3, H, W]  frames, zero-padded after each video's frame count
+    video_frame_counts  [b_v]                  real frames per video (None: all t_max)
+    video_sample_index  [b_v]                  batch row of each video (None: rows of the placeholders, in order)
+    audio_features      [b_a, f_max, m]        fbank / log-mel frames, zero-padded
+    audio_lengths       [b_a]                  real feature frames per clip (None: all f_max)
+    audio_sample_index  [b_a]                  batch row of each clip (None: as for video)
+
+State-dict layout (what the official-checkpoint converter maps onto): ``llm.*`` (the LLM's own names, e.g.
+``llm.model.layers.0...``, ``llm.lm_head.weight``), ``encoders.video.*``, ``encoders.audio.*``,
+``connectors.video.*``, ``connectors.audio.*`` (each module's own key names).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from einops import rearrange
+from torch import nn
+from transformers import GenerationMixin, PreTrainedModel
+
+from avlm.config import AVLMConfig
+from avlm.splice import assign_media, expand_placeholders
+
+
+@dataclass
+class MergedInputs:
+    """What the LLM receives: embeddings [b, L', D], attention_mask [b, L'], position_ids [b, L'], labels or None."""
+
+    inputs_embeds: torch.Tensor
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor
+    labels: torch.Tensor | None
+
+
+class AVLMForCausalLM(PreTrainedModel, GenerationMixin):
+    """Audio-visual LLM by composition: ``self.llm`` (``AutoModelForCausalLM``), ``self.encoders`` and
+    ``self.connectors`` (``nn.ModuleDict`` keyed by modality).
+
+    Build random-init from a config (``AVLMForCausalLM(config)``, modules from the registries), pass modules in
+    (tests, ``avlm build`` from parts), or load with :meth:`from_pretrained`.
+    """
+
+    config_class = AVLMConfig
+    config: AVLMConfig
+    base_model_prefix = "avlm"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _no_split_modules: list[str] = []
+
+    def __init__(self, config: AVLMConfig, llm: nn.Module | None = None, encoders: dict[str, nn.Module] | None = None,
+                 connectors: dict[str, nn.Module] | None = None) -> None:
+        super().__init__(config)
+        if llm is None or encoders is None or connectors is None:
+            from avlm.builders import build_parts
+
+            built = build_parts(config)
+            llm, encoders, connectors = (given if given is not None else default
+                                         for given, default in zip((llm, encoders, connectors), built, strict=True))
+        self.llm = llm
+        self.encoders = nn.ModuleDict(encoders)
+        self.connectors = nn.ModuleDict(connectors)
+        if set(self.encoders) != set(self.connectors) or not set(self.encoders) <= set(config.placeholder_token_ids):
+            raise ValueError(f"encoders {sorted(self.encoders)} and connectors {sorted(self.connectors)} must cover "
+                             f"the same modalities, each with a placeholder in {config.placeholder_token_ids}")
+        self.post_init()
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *model_args: Any,
+                        **kwargs: Any) -> AVLMForCausalLM:
+        """Load a local avlm folder (``config.json`` + safetensors) strictly; see :func:`avlm.checkpoint.load_model`.
+
+        Keyword arguments: ``config``, ``dtype`` (``"auto"``: as saved), ``device``, ``attn_implementation``.
+        """
+        from avlm.checkpoint import load_model
+
+        if model_args:
+            raise TypeError(f"{cls.__name__}.from_pretrained takes keyword arguments only, got {len(model_args)} "
+                            "positional arguments after the path")
+        return load_model(cls, pretrained_model_name_or_path, **kwargs)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *, max_shard_size: int | str = "5GB",
+                        state_dict: dict[str, torch.Tensor] | None = None, is_main_process: bool = True,
+                        safe_serialization: bool = True) -> None:
+        """Write the model folder (safetensors only); see :func:`avlm.checkpoint.save_model`."""
+        from avlm.checkpoint import save_model
+
+        if not safe_serialization:
+            raise ValueError("avlm saves safetensors only (safe_serialization=False would write a pickle)")
+        if is_main_process:
+            save_model(self, save_directory, max_shard_size, state_dict)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """Nothing: every part initialises itself when built, and pretrained parts passed in must stay as they are."""
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.llm.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.llm.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module | None:
+        return self.llm.get_output_embeddings()
+
+    # ----------------------------------------------------------------------------------------------- stages
+    def encode_video(self, pixels: torch.Tensor, frame_counts: torch.Tensor | None) -> list[torch.Tensor]:
+        """Frames of every video through the vision encoder in one call: [b_v, t, 3, H, W] -> b_v x [t_i, n, d]."""
+        counts = _counts(frame_counts, pixels.shape[0], pixels.shape[1], "video_frame_counts")
+        valid = torch.arange(pixels.shape[1], device=pixels.device)[None] < counts.to(pixels.device)[:, None]
+        frames = pixels[valid].to(_dtype(self.encoders["video"]))
+        tokens = self.encoders["video"](rearrange(frames, "t c h w -> 1 t c h w"))
+        return list(rearrange(tokens, "1 t n d -> t n d").split(counts.tolist()))
+
+    def connect_video(self, videos: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Video connector per group of equal frame count: b_v x [t_i, n, d] -> b_v x [n_i', D]."""
+        out: list[torch.Tensor | None] = [None] * len(videos)
+        for frames in sorted({len(video) for video in videos}):
+            members = [i for i, video in enumerate(videos) if len(video) == frames]
+            tokens = self.connectors["video"](torch.stack([videos[i] for i in members]))
+            for i, item in zip(members, tokens, strict=True):
+                out[i] = item
+        return out
+
+    def encode_audio(self, features: torch.Tensor, lengths: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """All clips through the audio encoder in one call: [b_a, f, m], [b_a] -> tokens [b_a, n, d], lengths [b_a]."""
+        lengths = _counts(lengths, features.shape[0], features.shape[1], "audio_lengths").to(features.device)
+        return self.encoders["audio"](features.to(_dtype(self.encoders["audio"])), lengths)
+
+    def connect_audio(self, tokens: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
+        """Audio projector, then each clip's valid tokens: [b_a, n, d] -> b_a x [n_i, D]."""
+        projected = self.connectors["audio"](tokens)
+        return [item[:length] for item, length in zip(projected, lengths.tolist(), strict=True)]
+
+    def merge(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, labels: torch.Tensor | None,
+              media: dict[str, list[torch.Tensor]], sample_index: dict[str, torch.Tensor | None]) -> MergedInputs:
+        """Write media tokens at their placeholders: ids [b, L] + media -> embeddings [b, L', D] (see avlm.splice)."""
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        placeholders = self.config.placeholder_token_ids
+        blocks = assign_media(input_ids, placeholders, media, sample_index, self.config.av_fusion)
+        lengths = [[len(block) for block in row] for row in blocks]
+        ids, mask, labels = expand_placeholders(input_ids, attention_mask, labels, lengths, placeholders.values())
+        is_media = torch.isin(ids, torch.tensor(list(placeholders.values()), device=ids.device)) & (mask == 1)
+        embeds = self.get_input_embeddings()(ids.masked_fill(is_media | (mask == 0), 0))
+        flat = [block for row in blocks for block in row]
+        if flat:
+            embeds = embeds.masked_scatter(is_media[..., None], torch.cat(flat).to(embeds.dtype))
+        position_ids = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 1)
+        return MergedInputs(embeds, mask, position_ids, labels)
+
+    def embed_multimodal(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        video_pixels: torch.Tensor | None = None,
+        video_frame_counts: torch.Tensor | None = None,
+        video_sample_index: torch.Tensor | None = None,
+        audio_features: torch.Tensor | None = None,
+        audio_lengths: torch.Tensor | None = None,
+        audio_sample_index: torch.Tensor | None = None,
+    ) -> MergedInputs:
+        """encode -> connect -> merge (inputs as in the module docstring)."""
+        media: dict[str, list[torch.Tensor]] = {}
+        for modality, given in (("video", video_pixels), ("audio", audio_features)):
+            if given is not None and modality not in self.encoders:
+                raise ValueError(f"{modality} input given, but this model has no {modality} encoder "
+                                 f"(modalities: {sorted(self.encoders)})")
+        if video_pixels is not None:
+            media["video"] = self.connect_video(self.encode_video(video_pixels, video_frame_counts))
+        if audio_features is not None:
+            media["audio"] = self.connect_audio(*self.encode_audio(audio_features, audio_lengths))
+        index = {"video": video_sample_index, "audio": audio_sample_index}
+        return self.merge(input_ids, attention_mask, labels, media, index)
+
+    # ---------------------------------------------------------------------------------------- forward / generate
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        video_pixels: torch.Tensor | None = None,
+        video_frame_counts: torch.Tensor | None = None,
+        video_sample_index: torch.Tensor | None = None,
+        audio_features: torch.Tensor | None = None,
+        audio_lengths: torch.Tensor | None = None,
+        audio_sample_index: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        **llm_kwargs: Any,
+    ) -> Any:
+        """Logits (and the loss when ``labels`` [b, L] are given) of the spliced sequence [b, L', vocab].
+
+        Either ``input_ids`` (+ media) or ready ``inputs_embeds`` (e.g. from :meth:`embed_multimodal`); other
+        keyword arguments (``past_key_values``, ``use_cache``, ``logits_to_keep``, ...) go to the LLM.
+        """
+        if inputs_embeds is None:
+            merged = self.embed_multimodal(input_ids, attention_mask, labels, video_pixels, video_frame_counts,
+                                           video_sample_index, audio_features, audio_lengths, audio_sample_index)
+            inputs_embeds, attention_mask, position_ids, labels = (
+                merged.inputs_embeds, merged.attention_mask, merged.position_ids, merged.labels)
+        return self.llm(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
+                        labels=labels, **llm_kwargs)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        video_pixels: torch.Tensor | None = None,
+        video_frame_counts: torch.Tensor | None = None,
+        video_sample_index: torch.Tensor | None = None,
+        audio_features: torch.Tensor | None = None,
+        audio_lengths: torch.Tensor | None = None,
+        audio_sample_index: torch.Tensor | None = None,
+        **generate_kwargs: Any,
+    ) -> Any:
+        """Generate from left-padded prompts with media: returns the NEW tokens only, [b, new].
+
+        The prompt is spliced once into ``inputs_embeds`` and handed to the LLM's ``generate`` with this model's
+        ``generation_config`` (KV cache, positions from the attention mask). Keyword arguments are passed on
+        (``max_new_tokens``, ``do_sample``, ``streamer``, ...). Penalties such as ``repetition_penalty`` see only the
+        generated tokens, as in VideoLLaMA2.
+        """
+        merged = self.embed_multimodal(input_ids, attention_mask, None, video_pixels, video_frame_counts,
+                                       video_sample_index, audio_features, audio_lengths, audio_sample_index)
+        config = copy.deepcopy(generate_kwargs.pop("generation_config", self.generation_config))
+        other_kwargs = config.update(**generate_kwargs)  # what is not a generation setting: streamer, stopping, ...
+        return self.llm.generate(inputs_embeds=merged.inputs_embeds, attention_mask=merged.attention_mask,
+                                 generation_config=config, **other_kwargs)
+
+    def num_media_tokens(self, num_frames: int | None = None, num_audio_frames: int | None = None) -> dict[str, int]:
+        """LLM tokens per placeholder: ``{"video": ..., "audio": ...}`` for a video of ``num_frames`` frames and audio
+        of ``num_audio_frames`` feature frames (with ``concat_at_video`` the audio tokens count under video)."""
+        counts = {}
+        if num_frames is not None:
+            encoder = self.encoders["video"]
+            counts["video"] = self.connectors["video"].num_output_tokens(num_frames, encoder.num_patches)
+        if num_audio_frames is not None:
+            counts["audio"] = self.encoders["audio"].num_tokens(num_audio_frames)
+        if self.config.av_fusion == "concat_at_video" and len(counts) == 2:
+            counts = {"video": counts["video"] + counts.pop("audio")}
+        return counts
+
+
+def _counts(counts: torch.Tensor | None, items: int, longest: int, name: str) -> torch.Tensor:
+    if counts is None:
+        return torch.full((items,), longest, dtype=torch.long)
+    if counts.shape != (items,) or counts.is_floating_point():
+        raise ValueError(f"{name} must be an integer tensor of shape [{items}], got {counts.dtype} "
+                         f"{list(counts.shape)}")
+    if bool((counts < 1).any()) or bool((counts > longest).any()):
+        raise ValueError(f"{name} must lie in [1, {longest}], got {counts.tolist()}")
+    return counts.long().cpu()
+
+
+def _dtype(module: nn.Module) -> torch.dtype:
+    return next(module.parameters()).dtype
+
+
+def register_auto_classes() -> None:
+    """Register ``avlm`` with ``AutoConfig`` and ``AutoModelForCausalLM`` (``avlm/__init__.py`` calls this as soon as
+    transformers is imported)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    AutoConfig.register(AVLMConfig.model_type, AVLMConfig, exist_ok=True)
+    AutoModelForCausalLM.register(AVLMConfig, AVLMForCausalLM, exist_ok=True)
+
+
+register_auto_classes()

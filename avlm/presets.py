@@ -1,0 +1,117 @@
+"""Named model presets: ``avlm-tiny`` (CPU tests and smoke runs) and the shape of VideoLLaMA2.1-7B-AV.
+
+``from_name(name, **overrides)`` gives the :class:`~avlm.config.AVLMConfig`; ``media_config(name)`` the processor's
+:class:`~avlm.media.MediaConfig`. ``avlm build OUT --preset NAME`` turns them into a random-init model folder.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from avlm.config import AVLMConfig
+from avlm.media import MediaConfig
+from avlm.tokenizer import PLACEHOLDER_TOKENS, SPECIAL_TOKENS
+from vision.preprocess import SIGLIP, ImageProcessorConfig
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named architecture: the model config fields, the media settings and where the tokenizer comes from."""
+
+    model: dict[str, Any]
+    """AVLMConfig fields."""
+    media: dict[str, Any]
+    """MediaConfig fields."""
+    tokenizer: Literal["tiny", "llm"]
+    """``"tiny"``: train :func:`avlm.tokenizer.train_tiny_tokenizer`; ``"llm"``: the LLM checkpoint's own tokenizer."""
+    description: str
+
+
+_TINY_IDS = {name: SPECIAL_TOKENS.index(token) for name, token in PLACEHOLDER_TOKENS.items()}  # specials come first
+
+_TINY_LLM = {
+    "model_type": "qwen2", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+    "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512, "max_position_embeddings": 4096,
+    "rope_theta": 1000000.0, "rms_norm_eps": 1e-6, "tie_word_embeddings": True,
+    "bos_token_id": None, "eos_token_id": SPECIAL_TOKENS.index("<|im_end|>"),
+    "pad_token_id": SPECIAL_TOKENS.index("<|endoftext|>"),
+}
+_TINY_SIGLIP = {
+    "model_type": "siglip_vision_model", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+    "num_attention_heads": 2, "image_size": 16, "patch_size": 4,
+}
+_TINY_BEATS = {
+    "embed_dim": 16, "encoder_embed_dim": 32, "encoder_layers": 2, "encoder_ffn_embed_dim": 64,
+    "encoder_attention_heads": 4, "conv_pos": 8, "conv_pos_groups": 4, "num_buckets": 32, "max_distance": 40,
+    "predictor_class": 5, "hidden_size": 32,
+}
+_QWEN2_7B_INSTRUCT = {
+    "model_type": "qwen2", "hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
+    "num_attention_heads": 28, "num_key_value_heads": 4, "vocab_size": 152064, "max_position_embeddings": 32768,
+    "rope_theta": 1000000.0, "rms_norm_eps": 1e-6, "tie_word_embeddings": False, "sliding_window": 131072,
+    "use_sliding_window": False, "max_window_layers": 28, "bos_token_id": 151643, "eos_token_id": 151645,
+    "hidden_act": "silu",
+}
+_SIGLIP_SO400M_384 = {
+    "model_type": "siglip_vision_model", "hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 27,
+    "num_attention_heads": 16, "image_size": 384, "patch_size": 14, "hidden_act": "gelu_pytorch_tanh",
+    "layer_norm_eps": 1e-6,
+}
+
+PRESETS: dict[str, Preset] = {
+    "avlm-tiny": Preset(
+        model={
+            "text_config": _TINY_LLM,
+            "encoders": {"video": {"name": "siglip", "config": _TINY_SIGLIP, "options": {"select_layer": -2}},
+                         "audio": {"name": "beats", "config": _TINY_BEATS, "options": {}}},
+            "connectors": {"video": {"name": "stc_connector_v35", "options": {}},
+                           "audio": {"name": "mlp2x_gelu", "options": {}}},
+            "placeholder_token_ids": _TINY_IDS,
+            "av_fusion": "separate",
+        },
+        media={"num_frames": 4, "image_frames": 2, "image_processor": ImageProcessorConfig(size=16),
+               "audio_features": "fbank", "n_mels": 128, "max_audio_seconds": 10.0},
+        tokenizer="tiny",
+        description="random-init test model: Qwen2 d=32 x 2 layers, SigLIP d=32 on 16 px frames (4x4 patches), "
+                    "BEATs d=32 x 2 layers, STC v35 + mlp2x_gelu, 4 frames, the tiny trained tokenizer",
+    ),
+    "videollama2.1-7b-av": Preset(
+        model={
+            "text_config": _QWEN2_7B_INSTRUCT,
+            "encoders": {"video": {"name": "siglip", "config": _SIGLIP_SO400M_384, "options": {"select_layer": -2}},
+                         "audio": {"name": "beats", "config": {}, "options": {}}},
+            "connectors": {"video": {"name": "stc_connector_v35", "options": {}},
+                           "audio": {"name": "mlp2x_gelu", "options": {}}},
+            "placeholder_token_ids": {"video": -201, "audio": -202, "image": -200},
+            "av_fusion": "concat_at_video",
+        },
+        media={"num_frames": 16, "image_frames": 16, "image_processor": SIGLIP, "audio_features": "fbank",
+               "n_mels": 128, "max_audio_seconds": 30.0},
+        tokenizer="llm",
+        description="the architecture of DAMO-NLP-SG/VideoLLaMA2.1-7B-AV: Qwen2-7B-Instruct, SigLIP so400m-384 "
+                    "(layer -2), default BEATs, STC v35 (16 frames -> 1352 tokens), mlp2x_gelu, audio appended "
+                    "to the video tokens at one <video> placeholder (ids -201/-202/-200 as in the official code)",
+    ),
+}
+
+
+def _preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]
+
+
+def from_name(name: str, **overrides: Any) -> AVLMConfig:
+    """The preset's model config; ``overrides`` replace top-level :class:`AVLMConfig` fields (e.g. ``av_fusion``)."""
+    fields = copy.deepcopy(_preset(name).model)
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown AVLMConfig fields {unknown} for preset {name!r}; fields: {sorted(fields)}")
+    return AVLMConfig(**{**fields, **overrides})
+
+
+def media_config(name: str, **overrides: Any) -> MediaConfig:
+    """The preset's media settings (``overrides`` replace :class:`MediaConfig` fields)."""
+    return MediaConfig(**{**copy.deepcopy(_preset(name).media), **overrides})

@@ -1,0 +1,166 @@
+"""Which media tokens go to which placeholder, and the text sequences grown to hold them.
+
+Notation:
+    b: batch rows, L: text length (one token per placeholder), L': length after expansion,
+    n_i: LLM tokens of media item i, D: LLM width.
+
+Two pure steps used by ``AVLMForCausalLM.embed_multimodal``:
+
+1. :func:`assign_media`: media items (in batch order, per modality) -> per row, one block of LLM tokens for each
+   placeholder of that row, in position order. ``image`` placeholders take video items (an image is a short video).
+   With ``av_fusion="concat_at_video"`` (official VideoLLaMA2-AV) a row's audio item is appended to its video block.
+2. :func:`expand_placeholders`: every placeholder repeated to its block length, so ``input_ids``, ``attention_mask``
+   and ``labels`` have one position per LLM token; padding stays on the side it was (left for generation, right
+   for training). Labels of media positions are ``IGNORE_INDEX``. The media tokens are then written into the
+   embedded sequence at the placeholder positions (``fusion.token_merge.merge_modal_embeddings``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+
+IGNORE_INDEX = -100
+
+
+def assign_media(
+    input_ids: torch.Tensor,
+    placeholder_token_ids: Mapping[str, int],
+    media: Mapping[str, Sequence[torch.Tensor]],
+    sample_index: Mapping[str, torch.Tensor | None],
+    av_fusion: str,
+) -> list[list[torch.Tensor]]:
+    """Blocks of media tokens per row, one per placeholder in position order.
+
+    Args:
+        input_ids: [b, L] with one placeholder token per media item (``video``/``image``, ``audio``).
+        placeholder_token_ids: placeholder name -> id.
+        media: modality -> items [n_i, D], in batch order.
+        sample_index: modality -> LongTensor [items] of the row each item belongs to, or None to take the rows of the
+            placeholders in row-major order (not possible for audio in ``concat_at_video`` batches of several rows).
+        av_fusion: ``"separate"`` or ``"concat_at_video"``.
+
+    Returns:
+        blocks[row] = list of [n, D] tensors, one per placeholder of the row.
+    """
+    kinds = _placeholder_kinds(input_ids, placeholder_token_ids)
+    queues = {m: [[] for _ in range(input_ids.shape[0])] for m in media}
+    for modality, items in media.items():
+        rows = _item_rows(modality, len(items), kinds, sample_index.get(modality), av_fusion)
+        for row, item in zip(rows, items, strict=True):
+            queues[modality][row].append(item)
+    blocks = [[_block(row, kind, queues, kinds[row], av_fusion) for kind in kinds[row]] for row in range(len(kinds))]
+    for modality, per_row in queues.items():
+        left = {row: len(items) for row, items in enumerate(per_row) if items}
+        if left:
+            raise ValueError(f"{modality} items without a placeholder to go to (row: count) {left}; each {modality} "
+                             f"needs one placeholder token (id {placeholder_token_ids.get(modality)}) in its prompt")
+    return blocks
+
+
+def _placeholder_kinds(input_ids: torch.Tensor, placeholder_token_ids: Mapping[str, int]) -> list[list[str]]:
+    """Per row, the modality of each placeholder in position order (``image`` counts as ``video``)."""
+    modality_of = {token: ("video" if name == "image" else name) for name, token in placeholder_token_ids.items()}
+    return [[modality_of[token] for token in row if token in modality_of] for row in input_ids.tolist()]
+
+
+def _item_rows(modality: str, count: int, kinds: list[list[str]], index: torch.Tensor | None,
+               av_fusion: str) -> list[int]:
+    if index is not None:
+        rows = index.tolist()
+        if len(rows) != count or any(not 0 <= row < len(kinds) for row in rows):
+            raise ValueError(f"{modality}_sample_index {rows} must give a row in [0, {len(kinds)}) for each of the "
+                             f"{count} {modality} items")
+        return rows
+    if modality == "audio" and av_fusion == "concat_at_video" and len(kinds) > 1:
+        raise ValueError("with av_fusion='concat_at_video' the audio of an audio-visual sample has no placeholder of "
+                         "its own; pass audio_sample_index (the batch row of each audio item, as the collator does)")
+    if modality == "audio" and av_fusion == "concat_at_video":
+        return [0] * count
+    rows = [row for row, row_kinds in enumerate(kinds) for kind in row_kinds if kind == modality]
+    if len(rows) != count:
+        raise ValueError(f"the prompts hold {len(rows)} {modality} placeholders but {count} {modality} items were "
+                         f"given; give one placeholder token per item")
+    return rows
+
+
+def _block(row: int, kind: str, queues: dict[str, list[list[torch.Tensor]]], row_kinds: list[str],
+           av_fusion: str) -> torch.Tensor:
+    if kind not in queues or not queues[kind][row]:
+        raise ValueError(f"row {row} has a {kind} placeholder but no {kind} input was given for it")
+    block = queues[kind][row].pop(0)
+    if av_fusion == "concat_at_video" and "audio" in queues and queues["audio"][row]:
+        if kind == "video" and "audio" in row_kinds:
+            raise ValueError(f"row {row} has both a video and an audio placeholder, but av_fusion='concat_at_video' "
+                             "appends the audio to the video block; use one <video> placeholder for audio-visual input")
+        if kind == "video":
+            block = torch.cat([block, queues["audio"][row].pop(0)])
+    return block
+
+
+def expand_placeholders(
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    labels: torch.Tensor | None,
+    block_lengths: list[list[int]],
+    placeholder_ids: Sequence[int],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Repeat each placeholder to its block length.
+
+    Args:
+        input_ids: [b, L].
+        attention_mask: [b, L], 1 on tokens; padding must be all on the left or all on the right of a row.
+        labels: [b, L] or None.
+        block_lengths: per row, the LLM tokens of each placeholder in position order.
+        placeholder_ids: every placeholder id.
+
+    Returns:
+        input_ids [b, L'] (padding positions hold 0), attention_mask [b, L'], labels [b, L'] (media and padding
+        positions ``IGNORE_INDEX``) or None; padded on the side the input was padded on.
+    """
+    left = _padding_side(attention_mask) == "left"
+    is_placeholder = torch.isin(input_ids, torch.tensor(list(placeholder_ids), device=input_ids.device))
+    rows_ids, rows_labels = [], []
+    for row in range(input_ids.shape[0]):
+        valid = attention_mask[row].bool()
+        repeats = torch.ones_like(input_ids[row])
+        positions = (is_placeholder[row] & valid).nonzero().flatten()
+        if len(positions) != len(block_lengths[row]):
+            raise ValueError(f"row {row} has {len(positions)} placeholders (inside its attention mask) but "
+                             f"{len(block_lengths[row])} media blocks")
+        repeats[positions] = torch.tensor(block_lengths[row], dtype=repeats.dtype, device=repeats.device)
+        rows_ids.append(input_ids[row][valid].repeat_interleave(repeats[valid]))
+        if labels is not None:
+            row_labels = labels[row].masked_fill(is_placeholder[row], IGNORE_INDEX)
+            rows_labels.append(row_labels[valid].repeat_interleave(repeats[valid]))
+    length = max(len(ids) for ids in rows_ids)
+    new_ids = _pad(rows_ids, length, 0, left)
+    new_mask = _pad([torch.ones_like(ids) for ids in rows_ids], length, 0, left).to(attention_mask.dtype)
+    new_labels = _pad(rows_labels, length, IGNORE_INDEX, left) if labels is not None else None
+    return new_ids, new_mask, new_labels
+
+
+def _padding_side(attention_mask: torch.Tensor) -> str:
+    """``"left"`` if some row is padded at its start, else ``"right"``; a row with holes is an error."""
+    mask = attention_mask.bool()
+    counts = mask.sum(dim=1, keepdim=True)
+    positions = torch.arange(mask.shape[1], device=mask.device)[None]
+    right = positions < counts
+    left = positions >= mask.shape[1] - counts
+    if bool((mask == right).all()):
+        return "right"
+    if bool((mask == left).all()):
+        return "left"
+    raise ValueError("attention_mask must pad every row on the same side (all on the left or all on the right), "
+                     "with no holes between tokens")
+
+
+def _pad(rows: list[torch.Tensor], length: int, value: int, left: bool) -> torch.Tensor:
+    out = rows[0].new_full((len(rows), length), value)
+    for index, row in enumerate(rows):
+        if left:
+            out[index, length - len(row):] = row
+        else:
+            out[index, :len(row)] = row
+    return out
