@@ -10,6 +10,8 @@ import torch
 
 from audio.encoders.beats import BEATsConfig, BEATsEncoder
 from audio.encoders.whisper import WhisperAudioEncoder
+from audio.features import beats_fbank, beats_normalize, kaldi_fbank, whisper_log_mel
+from audio.io import AudioClip, NoAudioStreamError, load_audio, silence
 
 # Registry of audio encoders: name -> class. One line per entry; see build_audio_encoder.
 AUDIO_ENCODERS: dict[str, type] = {
@@ -47,3 +49,5 @@ def build_audio_encoder(
 
 
 __all__ = ["AUDIO_ENCODERS", "build_audio_encoder", "BEATsConfig", "BEATsEncoder"]
+__all__ += ["AudioClip", "NoAudioStreamError", "load_audio", "silence"]
+__all__ += ["beats_fbank", "beats_normalize", "kaldi_fbank", "whisper_log_mel"]
