@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -245,8 +246,10 @@ class AVLMForCausalLM(PreTrainedModel, GenerationMixin):
                                        video_sample_index, audio_features, audio_lengths, audio_sample_index)
         config = copy.deepcopy(generate_kwargs.pop("generation_config", self.generation_config))
         other_kwargs = config.update(**generate_kwargs)  # what is not a generation setting: streamer, stopping, ...
-        return self.llm.generate(inputs_embeds=merged.inputs_embeds, attention_mask=merged.attention_mask,
-                                 generation_config=config, **other_kwargs)
+        with warnings.catch_warnings():  # that the penalty skips the prompt is intended (see above)
+            warnings.filterwarnings("ignore", message="Passing `repetition_penalty` with `inputs_embeds`")
+            return self.llm.generate(inputs_embeds=merged.inputs_embeds, attention_mask=merged.attention_mask,
+                                     generation_config=config, **other_kwargs)
 
     def num_media_tokens(self, num_frames: int | None = None, num_audio_frames: int | None = None) -> dict[str, int]:
         """LLM tokens per placeholder: ``{"video": ..., "audio": ...}`` for a video of ``num_frames`` frames and audio
