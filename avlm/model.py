@@ -27,7 +27,6 @@ from __future__ import annotations
 import copy
 import os
 import warnings
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -36,17 +35,7 @@ from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 
 from avlm.config import AVLMConfig
-from avlm.splice import assign_media, expand_placeholders
-
-
-@dataclass
-class MergedInputs:
-    """What the LLM receives: embeddings [b, L', D], attention_mask [b, L'], position_ids [b, L'], labels or None."""
-
-    inputs_embeds: torch.Tensor
-    attention_mask: torch.Tensor
-    position_ids: torch.Tensor
-    labels: torch.Tensor | None
+from avlm.splice import MergedInputs, item_counts, merge_media
 
 
 class AVLMForCausalLM(PreTrainedModel, GenerationMixin):
@@ -125,7 +114,7 @@ class AVLMForCausalLM(PreTrainedModel, GenerationMixin):
     # ----------------------------------------------------------------------------------------------- stages
     def encode_video(self, pixels: torch.Tensor, frame_counts: torch.Tensor | None) -> list[torch.Tensor]:
         """Frames of every video through the vision encoder in one call: [b_v, t, 3, H, W] -> b_v x [t_i, n, d]."""
-        counts = _counts(frame_counts, pixels.shape[0], pixels.shape[1], "video_frame_counts")
+        counts = item_counts(frame_counts, pixels.shape[0], pixels.shape[1], "video_frame_counts")
         valid = torch.arange(pixels.shape[1], device=pixels.device)[None] < counts.to(pixels.device)[:, None]
         frames = pixels[valid].to(_dtype(self.encoders["video"]))
         tokens = self.encoders["video"](rearrange(frames, "t c h w -> 1 t c h w"))
@@ -143,7 +132,7 @@ class AVLMForCausalLM(PreTrainedModel, GenerationMixin):
 
     def encode_audio(self, features: torch.Tensor, lengths: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """All clips through the audio encoder in one call: [b_a, f, m], [b_a] -> tokens [b_a, n, d], lengths [b_a]."""
-        lengths = _counts(lengths, features.shape[0], features.shape[1], "audio_lengths").to(features.device)
+        lengths = item_counts(lengths, features.shape[0], features.shape[1], "audio_lengths").to(features.device)
         return self.encoders["audio"](features.to(_dtype(self.encoders["audio"])), lengths)
 
     def connect_audio(self, tokens: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
@@ -154,19 +143,8 @@ class AVLMForCausalLM(PreTrainedModel, GenerationMixin):
     def merge(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, labels: torch.Tensor | None,
               media: dict[str, list[torch.Tensor]], sample_index: dict[str, torch.Tensor | None]) -> MergedInputs:
         """Write media tokens at their placeholders: ids [b, L] + media -> embeddings [b, L', D] (see avlm.splice)."""
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        placeholders = self.config.placeholder_token_ids
-        blocks = assign_media(input_ids, placeholders, media, sample_index, self.config.av_fusion)
-        lengths = [[len(block) for block in row] for row in blocks]
-        ids, mask, labels = expand_placeholders(input_ids, attention_mask, labels, lengths, placeholders.values())
-        is_media = torch.isin(ids, torch.tensor(list(placeholders.values()), device=ids.device)) & (mask == 1)
-        embeds = self.get_input_embeddings()(ids.masked_fill(is_media | (mask == 0), 0))
-        flat = [block for row in blocks for block in row]
-        if flat:
-            embeds = embeds.masked_scatter(is_media[..., None], torch.cat(flat).to(embeds.dtype))
-        position_ids = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 1)
-        return MergedInputs(embeds, mask, position_ids, labels)
+        return merge_media(input_ids, attention_mask, labels, media, sample_index, self.config.placeholder_token_ids,
+                           self.config.av_fusion, self.get_input_embeddings())
 
     def embed_multimodal(
         self,
@@ -263,17 +241,6 @@ class AVLMForCausalLM(PreTrainedModel, GenerationMixin):
         if self.config.av_fusion == "concat_at_video" and len(counts) == 2:
             counts = {"video": counts["video"] + counts.pop("audio")}
         return counts
-
-
-def _counts(counts: torch.Tensor | None, items: int, longest: int, name: str) -> torch.Tensor:
-    if counts is None:
-        return torch.full((items,), longest, dtype=torch.long)
-    if counts.shape != (items,) or counts.is_floating_point():
-        raise ValueError(f"{name} must be an integer tensor of shape [{items}], got {counts.dtype} "
-                         f"{list(counts.shape)}")
-    if bool((counts < 1).any()) or bool((counts > longest).any()):
-        raise ValueError(f"{name} must lie in [1, {longest}], got {counts.tolist()}")
-    return counts.long().cpu()
 
 
 def _dtype(module: nn.Module) -> torch.dtype:

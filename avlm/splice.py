@@ -4,24 +4,72 @@ Notation:
     b: batch rows, L: text length (one token per placeholder), L': length after expansion,
     n_i: LLM tokens of media item i, D: LLM width.
 
-Two pure steps used by ``AVLMForCausalLM.embed_multimodal``:
+:func:`merge_media` (used by ``AVLMForCausalLM.merge``) runs two pure steps and writes the result:
 
 1. :func:`assign_media`: media items (in batch order, per modality) -> per row, one block of LLM tokens for each
    placeholder of that row, in position order. ``image`` placeholders take video items (an image is a short video).
    With ``av_fusion="concat_at_video"`` (official VideoLLaMA2-AV) a row's audio item is appended to its video block.
 2. :func:`expand_placeholders`: every placeholder repeated to its block length, so ``input_ids``, ``attention_mask``
    and ``labels`` have one position per LLM token; padding stays on the side it was (left for generation, right
-   for training). Labels of media positions are ``IGNORE_INDEX``. The media tokens are then written into the
-   embedded sequence at the placeholder positions (``fusion.token_merge.merge_modal_embeddings``).
+   for training). Labels of media positions are ``IGNORE_INDEX``.
+3. The text is embedded and the media tokens are scattered into the placeholder positions (a boolean mask and
+   ``masked_scatter``; the counts match by construction).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 
 IGNORE_INDEX = -100
+
+
+@dataclass
+class MergedInputs:
+    """What the LLM receives: embeddings [b, L', D], attention_mask [b, L'], position_ids [b, L'], labels or None."""
+
+    inputs_embeds: torch.Tensor
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor
+    labels: torch.Tensor | None
+
+
+def merge_media(
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    labels: torch.Tensor | None,
+    media: Mapping[str, Sequence[torch.Tensor]],
+    sample_index: Mapping[str, torch.Tensor | None],
+    placeholder_token_ids: Mapping[str, int],
+    av_fusion: str,
+    embed: torch.nn.Module,
+) -> MergedInputs:
+    """Text embeddings with the media tokens written at the (expanded) placeholders.
+
+    Args:
+        input_ids: [b, L]; attention_mask: [b, L] or None (all tokens); labels: [b, L] or None.
+        media: modality -> items [n_i, D] in batch order; sample_index: see :func:`assign_media`.
+        placeholder_token_ids, av_fusion: from the model config.
+        embed: the LLM's input embedding table.
+
+    Returns:
+        :class:`MergedInputs`; positions count tokens from 0 at each row's first real token (padding: 1).
+    """
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    blocks = assign_media(input_ids, placeholder_token_ids, media, sample_index, av_fusion)
+    lengths = [[len(block) for block in row] for row in blocks]
+    placeholders = list(placeholder_token_ids.values())
+    ids, mask, labels = expand_placeholders(input_ids, attention_mask, labels, lengths, placeholders)
+    is_media = torch.isin(ids, torch.tensor(placeholders, device=ids.device)) & (mask == 1)
+    embeds = embed(ids.masked_fill(is_media | (mask == 0), 0))
+    flat = [block for row in blocks for block in row]
+    if flat:
+        embeds = embeds.masked_scatter(is_media[..., None], torch.cat(flat).to(embeds.dtype))
+    position_ids = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 1)
+    return MergedInputs(embeds, mask, position_ids, labels)
 
 
 def assign_media(
@@ -164,3 +212,15 @@ def _pad(rows: list[torch.Tensor], length: int, value: int, left: bool) -> torch
         else:
             out[index, :len(row)] = row
     return out
+
+
+def item_counts(counts: torch.Tensor | None, items: int, longest: int, name: str) -> torch.Tensor:
+    """Validated per-item frame counts (CPU LongTensor [items]); None means every item has ``longest``."""
+    if counts is None:
+        return torch.full((items,), longest, dtype=torch.long)
+    if counts.shape != (items,) or counts.is_floating_point():
+        raise ValueError(f"{name} must be an integer tensor of shape [{items}], got {counts.dtype} "
+                         f"{list(counts.shape)}")
+    if bool((counts < 1).any()) or bool((counts > longest).any()):
+        raise ValueError(f"{name} must lie in [1, {longest}], got {counts.tolist()}")
+    return counts.long().cpu()
