@@ -138,6 +138,11 @@ def load_model(model_class: type, folder: str | os.PathLike, config: Any | None 
     if unknown:
         raise TypeError(f"{model_class.__name__}.from_pretrained got unsupported arguments {unknown}; supported: "
                         "config, dtype, device, device_map (one device), attn_implementation")
+    model_type = json.loads((folder / "config.json").read_text()).get("model_type")
+    if config is None and model_type != model_class.config_class.model_type:
+        raise ValueError(f"{folder}: config.json has model_type {model_type!r}, not "
+                         f"{model_class.config_class.model_type!r}; it is not an avlm model folder (official "
+                         "VideoLLaMA2 checkpoints go through the VideoLLaMA2 converter)")
     config = config if config is not None else model_class.config_class.from_pretrained(folder)
     if attn_implementation is not None:
         config._attn_implementation = attn_implementation
