@@ -102,6 +102,15 @@ class AVLMForCausalLM(PreTrainedModel, GenerationMixin):
     def _init_weights(self, module: nn.Module) -> None:
         """Nothing: every part initialises itself when built, and pretrained parts passed in must stay as they are."""
 
+    def train(self, mode: bool = True) -> AVLMForCausalLM:
+        """Train/eval mode; encoders without a trainable parameter stay in eval mode (no dropout or layer drop in
+        frozen towers)."""
+        super().train(mode)
+        for encoder in self.encoders.values():
+            if not any(parameter.requires_grad for parameter in encoder.parameters()):
+                encoder.eval()
+        return self
+
     def get_input_embeddings(self) -> nn.Module:
         return self.llm.get_input_embeddings()
 

@@ -96,7 +96,10 @@ def test_concat_at_video_appends_audio_at_the_single_video_placeholder() -> None
 
 
 def test_labels_ignore_media_and_gradients_reach_only_trainable_parts() -> None:
-    model = dummy_model().train()
+    model = dummy_model()
+    model.encoders["audio"].requires_grad_(False)
+    model.train()
+    assert not model.encoders["audio"].training and model.encoders["video"].training  # frozen towers stay in eval
     model.encoders.requires_grad_(False)
     pixels, sounds = _media()
     batch = _batch(ROWS, pixels, sounds, "right")
