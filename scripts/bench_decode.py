@@ -1,6 +1,7 @@
 """Decode benchmark: "16 uniform frames + 10 s of audio features" per clip, avlm vs a naive PyAV loader.
 
-Both run side by side in this process on the same generated H.264 + AAC clips (360p and 720p, 12 s, 25 fps):
+Both run side by side in this process on the same generated H.264 + AAC clips (360p and 720p, 12 s, 25 fps,
+camera-like content at x264 crf 23, a keyframe every 2 s or every 10 s):
 - avlm:     vision.load_video (decord, seeks only the 16 frames it needs) + audio.load_audio over the same
             10 s window + audio.features.beats_fbank (batched Kaldi fbank);
 - baseline: PyAV decodes every video frame to RGB and picks 16, decodes the whole audio track, resamples it
@@ -33,18 +34,31 @@ AUDIO_SECONDS = 10.0
 FPS = 25
 
 
+def _scene(index: int, width: int, height: int, rng: np.random.Generator) -> np.ndarray:
+    """A camera-like frame: a slowly drifting colour gradient, two moving discs, mild sensor noise."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    phase = index / 50
+    frame = np.stack([128 + 100 * np.sin(x / width * 3 + phase), 128 + 100 * np.cos(y / height * 2 - phase),
+                      128 + 60 * np.sin((x + y) / (width + height) * 4 + 2 * phase)], axis=-1)
+    for k, colour in enumerate(([250, 40, 40], [40, 40, 250])):
+        cx = (0.2 + 0.6 * abs(np.sin(phase * (k + 1)))) * width
+        cy = (0.3 + 0.4 * abs(np.cos(phase * (k + 2)))) * height
+        frame[(x - cx) ** 2 + (y - cy) ** 2 < (height / 8) ** 2] = colour
+    frame += rng.normal(0, 3, frame.shape)
+    return frame.clip(0, 255).astype(np.uint8)
+
+
 def write_clip(path: Path, width: int, height: int, seed: int, gop: int) -> Path:
-    """A moving-noise H.264 clip (a keyframe every ``gop`` frames) with a 48 kHz stereo AAC track."""
+    """A 12 s H.264 clip of a camera-like scene (a keyframe every ``gop`` frames) with a 48 kHz stereo AAC track."""
     rng = np.random.default_rng(seed)
-    base = rng.integers(0, 255, (height // 8, width // 8, 3), dtype=np.uint8)
     with av.open(str(path), "w") as container:
-        video = container.add_stream("libx264", rate=FPS, options={"preset": "veryfast", "g": str(gop)})
+        video = container.add_stream("libx264", rate=FPS, options={"preset": "veryfast", "g": str(gop), "crf": "23"})
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         sound = container.add_stream("aac", rate=48000)
         sound.layout = "stereo"
         for index in range(int(SECONDS * FPS)):
-            tile = np.roll(base, index, axis=1).repeat(8, 0).repeat(8, 1)
-            for packet in video.encode(av.VideoFrame.from_ndarray(tile, format="rgb24")):
+            frame = av.VideoFrame.from_ndarray(_scene(index + seed, width, height, rng), format="rgb24")
+            for packet in video.encode(frame):
                 container.mux(packet)
         for packet in video.encode():
             container.mux(packet)
