@@ -137,3 +137,31 @@ def test_mismatched_media_and_placeholders_are_reported() -> None:
 def test_num_media_tokens_follow_the_connectors() -> None:
     assert dummy_model().num_media_tokens(num_frames=4, num_audio_frames=12) == {"video": 8, "audio": 6}
     assert dummy_model(av_fusion="concat_at_video").num_media_tokens(4, 12) == {"video": 14}
+
+
+def test_videollama2_av_preset_has_the_official_shape() -> None:
+    from avlm.model import AVLMForCausalLM
+    from avlm.presets import from_name
+
+    with torch.device("meta"):  # 8.5 B parameters: shapes only
+        model = AVLMForCausalLM(from_name("videollama2.1-7b-av"))
+    assert model.num_media_tokens(num_frames=16) == {"video": 1352}  # 8 x 13 x 13
+    assert model.num_media_tokens(num_audio_frames=2998) == {"audio": 1496}  # 187 x 8
+    assert model.num_media_tokens(16, 2998) == {"video": 1352 + 1496}  # concat_at_video
+    counts = {name: sum(p.numel() for p in module.parameters()) for name, module in
+              [("beats", model.encoders["audio"]), ("projector", model.connectors["audio"])]}
+    assert counts == {"beats": 90_717_055, "projector": 768 * 3584 + 3584 + 3584 * 3584 + 3584}
+
+
+def test_state_dict_keeps_each_part_under_one_prefix_with_its_own_names() -> None:
+    from avlm.model import AVLMForCausalLM
+    from avlm.presets import from_name
+
+    keys = set(AVLMForCausalLM(from_name("avlm-tiny")).state_dict())
+    for key in ["llm.model.embed_tokens.weight", "llm.model.layers.1.self_attn.q_proj.bias", "llm.model.norm.weight",
+                "llm.lm_head.weight", "connectors.video.s1.b1.conv1.conv.weight", "connectors.video.sampler.0.weight",
+                "connectors.video.readout.2.bias", "connectors.audio.0.weight", "connectors.audio.2.bias",
+                "encoders.audio.patch_embedding.weight", "encoders.audio.encoder.layers.1.self_attn.grep_a",
+                "encoders.video.embeddings.patch_embedding.weight", "encoders.video.encoder.layers.0.mlp.fc1.weight"]:
+        assert key in keys, key
+    assert {key.split(".")[0] for key in keys} == {"llm", "encoders", "connectors"}
