@@ -76,7 +76,7 @@ def mbc_compress(memory: Tensor, sizes: Tensor, weighted: bool = True) -> tuple[
     kept = kept.scatter_add(1, repeat(merge_at, "b t n -> b t n d", d=width), merged)
     total_weight = weights.gather(1, keep).scatter_add(1, merge_at, weights.gather(1, source))
     new_sizes = sizes.gather(1, keep).scatter_add(1, merge_at, sizes.gather(1, source))
-    return kept / total_weight.unsqueeze(-1), new_sizes
+    return (kept / total_weight.unsqueeze(-1)).to(memory.dtype), new_sizes
 
 
 def _check_bank(memory: Tensor, sizes: Tensor) -> None:
@@ -108,7 +108,7 @@ class MemoryBank:
         self.max_length = max_length
         self.weighted = weighted
         self.memory: Tensor | None = None  # [b, t, n, d]
-        self.sizes: Tensor | None = None  # [b, t, n]
+        self.sizes: Tensor | None = None  # [b, t, n], float32
 
     def __len__(self) -> int:
         return 0 if self.memory is None else self.memory.shape[1]
@@ -140,7 +140,8 @@ class MemoryBank:
         """
         self._check_frame(frame)
         frame = frame.detach().unsqueeze(1)
-        ones = torch.ones(frame.shape[:3], dtype=frame.dtype, device=frame.device)
+        # Sizes stay float32 whatever the bank dtype: bf16 cannot count past 256 exactly.
+        ones = torch.ones(frame.shape[:3], dtype=torch.float32, device=frame.device)
         if self.memory is None:
             self.memory, self.sizes = frame, ones
         else:

@@ -22,7 +22,7 @@ def test_stream_length_mass_conservation(max_length: int) -> None:
         bank.append(frames[:, step])
         seen = step + 1
         assert len(bank) == min(seen, max_length)
-        assert torch.equal(bank.sizes.sum(1), torch.full((2, 3), float(seen), dtype=torch.float64))
+        assert torch.equal(bank.sizes.sum(1), torch.full((2, 3), float(seen)))
         total = (bank.sizes.unsqueeze(-1) * bank.memory).sum(1)
         torch.testing.assert_close(total, frames[:, :seen].sum(1), rtol=1e-10, atol=1e-10)
         assert bank.kv().shape == (2, len(bank) * 3, 8)
@@ -126,3 +126,12 @@ def test_no_implicit_reset_and_shape_errors() -> None:
         mbc_compress(torch.randn(1, 1, 2, 3), torch.ones(1, 1, 2))
     with pytest.raises(ValueError, match="sizes"):
         mbc_compress(torch.randn(1, 3, 2, 3), torch.ones(1, 3, 3))
+
+
+def test_bfloat16_bank_keeps_exact_float32_sizes() -> None:
+    frames = random_walk(1, 300, 2, 4).to(torch.bfloat16)
+    bank = MemoryBank(3)
+    for step in range(frames.shape[1]):
+        bank.append(frames[:, step])
+    assert bank.memory.dtype == torch.bfloat16 and bank.sizes.dtype == torch.float32
+    assert torch.equal(bank.sizes.sum(1), torch.full((1, 2), 300.0))
