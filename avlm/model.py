@@ -5,8 +5,8 @@ Notation:
     clip), d: encoder width, D: LLM width, H, W: frame size, f: audio feature frames, m: mel bins,
     L: text length (one token per placeholder), L': length after the placeholders are expanded.
 
-The forward path reads as stages: ``encode`` (all frames of the batch through the vision encoder in one call, all
-audio through the audio encoder in one call) -> ``connect`` (connectors to LLM tokens) -> ``merge`` (media tokens
+The forward path reads as stages: ``encode`` (all frames of the batch through the vision encoder in one call, audio
+clips in one call per distinct length) -> ``connect`` (connectors to LLM tokens) -> ``merge`` (media tokens
 written at their placeholders, :mod:`avlm.splice`) -> ``llm``. Rows of one batch may be video-only, audio-only,
 audio-visual or text-only. Media inputs use the collator's layout (:func:`avlm.data.collate`)::
 
@@ -139,15 +139,28 @@ class AVLMForCausalLM(PreTrainedModel, GenerationMixin):
                 out[i] = item
         return out
 
-    def encode_audio(self, features: torch.Tensor, lengths: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """All clips through the audio encoder in one call: [b_a, f, m], [b_a] -> tokens [b_a, n, d], lengths [b_a]."""
-        lengths = item_counts(lengths, features.shape[0], features.shape[1], "audio_lengths").to(features.device)
-        return self.encoders["audio"](features.to(_dtype(self.encoders["audio"])), lengths)
+    def encode_audio(self, features: torch.Tensor, lengths: torch.Tensor | None) -> list[torch.Tensor]:
+        """Audio encoder, one call per group of equal-length clips: [b_a, f, m], [b_a] -> b_a x [n_i, d].
 
-    def connect_audio(self, tokens: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
-        """Audio projector, then each clip's valid tokens: [b_a, n, d] -> b_a x [n_i, D]."""
-        projected = self.connectors["audio"](tokens)
-        return [item[:length] for item, length in zip(projected, lengths.tolist(), strict=True)]
+        Clips of one call are never padded, so a clip's tokens do not depend on what it is batched with (BEATs'
+        reference padding rule would let padded frames reach valid tokens). Official VideoLLaMA2 audio is always
+        30 s long: one call.
+        """
+        lengths = item_counts(lengths, features.shape[0], features.shape[1], "audio_lengths")
+        features = features.to(_dtype(self.encoders["audio"]))
+        out: list[torch.Tensor | None] = [None] * len(features)
+        for length in sorted(set(lengths.tolist())):
+            members = [i for i, value in enumerate(lengths.tolist()) if value == length]
+            full = torch.full((len(members),), length, dtype=torch.long, device=features.device)
+            tokens, counts = self.encoders["audio"](features[members, :length], full)
+            for i, item, count in zip(members, tokens, counts.tolist(), strict=True):
+                out[i] = item[:count]
+        return out
+
+    def connect_audio(self, clips: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Token-wise audio projector over every clip at once: b_a x [n_i, d] -> b_a x [n_i, D]."""
+        projected = self.connectors["audio"](rearrange(torch.cat(clips), "n d -> 1 n d"))
+        return list(rearrange(projected, "1 n d -> n d").split([len(clip) for clip in clips]))
 
     def merge(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, labels: torch.Tensor | None,
               media: dict[str, list[torch.Tensor]], sample_index: dict[str, torch.Tensor | None]) -> MergedInputs:
@@ -176,7 +189,7 @@ class AVLMForCausalLM(PreTrainedModel, GenerationMixin):
         if video_pixels is not None:
             media["video"] = self.connect_video(self.encode_video(video_pixels, video_frame_counts))
         if audio_features is not None:
-            media["audio"] = self.connect_audio(*self.encode_audio(audio_features, audio_lengths))
+            media["audio"] = self.connect_audio(self.encode_audio(audio_features, audio_lengths))
         index = {"video": video_sample_index, "audio": audio_sample_index}
         return self.merge(input_ids, attention_mask, labels, media, index)
 

@@ -89,3 +89,31 @@ def test_tokens_stream_for_a_single_request() -> None:
     pieces = list(streamer)
     thread.join()
     assert "".join(pieces) == expected and len(pieces) >= 1
+
+
+def test_tiny_preset_batch_of_real_clips_equals_one_by_one() -> None:
+    """SigLIP + STC + BEATs + Qwen2 at tiny size, inputs from the processor: frame counts and audio lengths differ."""
+    import media
+
+    from avlm.model import AVLMForCausalLM
+    from avlm.presets import from_name, media_config
+    from avlm.processor import Processor
+    from avlm.tokenizer import train_tiny_tokenizer
+
+    config = from_name("avlm-tiny")
+    config.text_config.initializer_range = 0.3  # decisive logits, so near-ties cannot hide a difference
+    torch.manual_seed(0)
+    model = AVLMForCausalLM(config).eval()
+    model.generation_config = GenerationConfig(pad_token_id=0, eos_token_id=None, do_sample=False)
+    tokenizer = train_tiny_tokenizer()
+    processor = Processor(tokenizer, media_config("avlm-tiny"), config.placeholder_token_ids)
+    frames = torch.from_numpy(media.moving_square_frames(6, 40, 30))
+    tone = torch.from_numpy(media.tone(1.0, 16000, freq=330.0)[0])
+    requests = [("Who plays?", frames[:4], tone), ("What moves?", frames, None),
+                ("What is that sound?", None, tone[:9600]), ("Hello there", None, None), ("And now?", frames, tone)]
+    texts, videos, audios = (list(column) for column in zip(*requests, strict=True))
+    batched = model.generate(**processor(texts, videos, audios), max_new_tokens=6)
+    for row, (text, video, audio) in enumerate(requests):
+        alone = model.generate(**processor(text, video, audio), max_new_tokens=6)
+        assert alone[0].tolist() == batched[row].tolist(), f"request {row}"
+    assert len({tuple(row) for row in batched.tolist()}) > 2
