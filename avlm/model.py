@@ -37,6 +37,11 @@ from transformers import GenerationMixin, PreTrainedModel
 from avlm.config import AVLMConfig
 from avlm.splice import MergedInputs, item_counts, merge_media
 
+# Keys of an avlm.data.collate batch (or a Processor output) that forward / generate take; the rest (ids,
+# modality_mask, media_errors) is bookkeeping for the training loop.
+MODEL_INPUT_NAMES = ("input_ids", "attention_mask", "labels", "video_pixels", "video_frame_counts",
+                     "video_sample_index", "audio_features", "audio_lengths", "audio_sample_index")
+
 
 class AVLMForCausalLM(PreTrainedModel, GenerationMixin):
     """Audio-visual LLM by composition: ``self.llm`` (``AutoModelForCausalLM``), ``self.encoders`` and
