@@ -139,6 +139,10 @@ def load_model(model_class: type, folder: str | os.PathLike, config: Any | None 
         raise TypeError(f"{model_class.__name__}.from_pretrained got unsupported arguments {unknown}; supported: "
                         "config, dtype, device, device_map (one device), attn_implementation")
     model_type = json.loads((folder / "config.json").read_text()).get("model_type")
+    from avlm.convert.videollama2 import is_videollama2_folder, load_videollama2
+
+    if config is None and is_videollama2_folder(folder):
+        return load_videollama2(folder, dtype=dtype, device=device)
     if config is None and model_type != model_class.config_class.model_type:
         raise ValueError(f"{folder}: config.json has model_type {model_type!r}, not "
                          f"{model_class.config_class.model_type!r}; it is not an avlm model folder (official "

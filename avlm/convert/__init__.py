@@ -1,0 +1,1 @@
+"""Converters from other projects' checkpoints to avlm models."""
