@@ -9,11 +9,9 @@ Notation:
 1. :func:`assign_media`: media items (in batch order, per modality) -> per row, one block of LLM tokens for each
    placeholder of that row, in position order. ``image`` placeholders take video items (an image is a short video).
    With ``av_fusion="concat_at_video"`` (official VideoLLaMA2-AV) a row's audio item is appended to its video block.
-2. :func:`expand_placeholders`: every placeholder repeated to its block length, so ``input_ids``, ``attention_mask``
-   and ``labels`` have one position per LLM token; padding stays on the side it was (left for generation, right
-   for training). Labels of media positions are ``IGNORE_INDEX``.
-3. The text is embedded and the media tokens are scattered into the placeholder positions (a boolean mask and
-   ``masked_scatter``; the counts match by construction).
+2. :func:`fusion.token_merge.merge_modal_embeddings`: the text is embedded and every placeholder is replaced by its
+   block, so embeddings, ``attention_mask`` and ``labels`` have one position per LLM token; padding stays on the side
+   it was (left for generation, right for training). Labels of media positions are ``IGNORE_INDEX``.
 """
 
 from __future__ import annotations
@@ -57,19 +55,23 @@ def merge_media(
     Returns:
         :class:`MergedInputs`; positions count tokens from 0 at each row's first real token (padding: 1).
     """
+    from fusion.token_merge import merge_modal_embeddings
+
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
     blocks = assign_media(input_ids, placeholder_token_ids, media, sample_index, av_fusion)
-    lengths = [[len(block) for block in row] for row in blocks]
-    placeholders = list(placeholder_token_ids.values())
-    ids, mask, labels = expand_placeholders(input_ids, attention_mask, labels, lengths, placeholders)
-    is_media = torch.isin(ids, torch.tensor(placeholders, device=ids.device)) & (mask == 1)
-    embeds = embed(ids.masked_fill(is_media | (mask == 0), 0))
-    flat = [block for row in blocks for block in row]
-    if flat:
-        embeds = embeds.masked_scatter(is_media[..., None], torch.cat(flat).to(embeds.dtype))
-    position_ids = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 1)
-    return MergedInputs(embeds, mask, position_ids, labels)
+    name_of = {token: name for name, token in placeholder_token_ids.items()}
+    names = [[name_of[token] for token in row if token in name_of] for row in input_ids.tolist()]
+    segments: dict[str, list[torch.Tensor]] = {}
+    for row_kinds, row_blocks in zip(names, blocks, strict=True):
+        for kind, block in zip(row_kinds, row_blocks, strict=True):
+            segments.setdefault(kind, []).append(block)
+    placeholders = torch.tensor(list(placeholder_token_ids.values()), device=input_ids.device)
+    text_ids = input_ids.masked_fill(torch.isin(input_ids, placeholders) | (attention_mask == 0), 0)
+    merged = merge_modal_embeddings(input_ids, embed(text_ids), segments, placeholder_token_ids, attention_mask,
+                                    labels, padding_side=_padding_side(attention_mask))
+    return MergedInputs(merged.inputs_embeds, merged.attention_mask.to(attention_mask.dtype), merged.position_ids,
+                        merged.labels)
 
 
 def assign_media(
@@ -147,48 +149,6 @@ def _block(row: int, kind: str, queues: dict[str, list[list[torch.Tensor]]], row
     return block
 
 
-def expand_placeholders(
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
-    labels: torch.Tensor | None,
-    block_lengths: list[list[int]],
-    placeholder_ids: Sequence[int],
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Repeat each placeholder to its block length.
-
-    Args:
-        input_ids: [b, L].
-        attention_mask: [b, L], 1 on tokens; padding must be all on the left or all on the right of a row.
-        labels: [b, L] or None.
-        block_lengths: per row, the LLM tokens of each placeholder in position order.
-        placeholder_ids: every placeholder id.
-
-    Returns:
-        input_ids [b, L'] (padding positions hold 0), attention_mask [b, L'], labels [b, L'] (media and padding
-        positions ``IGNORE_INDEX``) or None; padded on the side the input was padded on.
-    """
-    left = _padding_side(attention_mask) == "left"
-    is_placeholder = torch.isin(input_ids, torch.tensor(list(placeholder_ids), device=input_ids.device))
-    rows_ids, rows_labels = [], []
-    for row in range(input_ids.shape[0]):
-        valid = attention_mask[row].bool()
-        repeats = torch.ones_like(input_ids[row])
-        positions = (is_placeholder[row] & valid).nonzero().flatten()
-        if len(positions) != len(block_lengths[row]):
-            raise ValueError(f"row {row} has {len(positions)} placeholders (inside its attention mask) but "
-                             f"{len(block_lengths[row])} media blocks")
-        repeats[positions] = torch.tensor(block_lengths[row], dtype=repeats.dtype, device=repeats.device)
-        rows_ids.append(input_ids[row][valid].repeat_interleave(repeats[valid]))
-        if labels is not None:
-            row_labels = labels[row].masked_fill(is_placeholder[row], IGNORE_INDEX)
-            rows_labels.append(row_labels[valid].repeat_interleave(repeats[valid]))
-    length = max(len(ids) for ids in rows_ids)
-    new_ids = _pad(rows_ids, length, 0, left)
-    new_mask = _pad([torch.ones_like(ids) for ids in rows_ids], length, 0, left).to(attention_mask.dtype)
-    new_labels = _pad(rows_labels, length, IGNORE_INDEX, left) if labels is not None else None
-    return new_ids, new_mask, new_labels
-
-
 def _padding_side(attention_mask: torch.Tensor) -> str:
     """``"left"`` if some row is padded at its start, else ``"right"``; a row with holes is an error."""
     mask = attention_mask.bool()
@@ -202,16 +162,6 @@ def _padding_side(attention_mask: torch.Tensor) -> str:
         return "left"
     raise ValueError("attention_mask must pad every row on the same side (all on the left or all on the right), "
                      "with no holes between tokens")
-
-
-def _pad(rows: list[torch.Tensor], length: int, value: int, left: bool) -> torch.Tensor:
-    out = rows[0].new_full((len(rows), length), value)
-    for index, row in enumerate(rows):
-        if left:
-            out[index, length - len(row):] = row
-        else:
-            out[index, :len(row)] = row
-    return out
 
 
 def item_counts(counts: torch.Tensor | None, items: int, longest: int, name: str) -> torch.Tensor:

@@ -10,6 +10,7 @@ from fusion.memory_bank import MemoryBank, mbc_compress
 from fusion.mlp import MLPProjector
 from fusion.pool import LinearConnector, SpatialPoolConnector
 from fusion.stc import STCConnector, STCConnectorV35
+from fusion.token_merge import merge_modal_embeddings
 
 # Registry of connectors: name -> class. One line per entry; see build_connector.
 CONNECTORS: dict[str, type] = {
@@ -37,4 +38,4 @@ def build_connector(name: str, input_dim: int, output_dim: int, **options: Any) 
 
 
 __all__ = ["CONNECTORS", "build_connector", "CCAMProjector", "BTAdapter", "MemoryBank", "mbc_compress", "MLPProjector",
-           "LinearConnector", "SpatialPoolConnector", "STCConnector", "STCConnectorV35"]
+           "LinearConnector", "SpatialPoolConnector", "STCConnector", "STCConnectorV35", "merge_modal_embeddings"]
