@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_fixtures import fixtures_root
 
 from audio import AUDIO_ENCODERS, build_audio_encoder
 from audio.encoders._beats_layers import relative_position_buckets
 from audio.encoders.beats import BEATsConfig, BEATsEncoder, reduce_padding_mask
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = fixtures_root() or Path("/nonexistent")  # $AVLM_FIXTURES or ../shared/fixtures
 TABLE = "encoder.layers.{}.self_attn.relative_attention_bias.weight"
 UNPICKLED: list[str] = []  # filled only if a refused checkpoint's pickled code ever runs
 
