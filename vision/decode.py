@@ -192,7 +192,7 @@ def _decode_decord(table: FrameTable, indices: list[int], size) -> np.ndarray:
     decord = require("decord", "decord==0.6.0")
     options = {} if size is None else {"width": size[0], "height": size[1]}
     try:
-        reader = decord.VideoReader(table.path, ctx=decord.cpu(0), num_threads=1, **options)
+        reader = decord.VideoReader(table.path, ctx=decord.cpu(0), num_threads=0, **options)  # 0: FFmpeg threads
         if len(reader) != table.num_frames:
             raise _DecordFailure(f"it counts {len(reader)} frames where the container lists {table.num_frames}")
         times = reader.get_frame_timestamp([0, *indices])[:, 0]
