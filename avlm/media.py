@@ -42,6 +42,9 @@ class MediaConfig:
     """Longer audio is cut to its first this many seconds; Whisper's window length (30 s for real Whisper)."""
     min_audio_frames: int = 16
     """Shorter audio is zero-padded to this many feature frames (BEATs needs one 16-frame patch)."""
+    preset: Literal["avlm", "videollama2"] = "avlm"
+    """``"videollama2"``: the official VideoLLaMA2 preprocessing, for its checkpoints (frame rule and black padding;
+    audio of a video as 8 clips of 2 s zero-padded to 30 s; audio files: first channel; bfloat16-rounded fbank)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.image_processor, dict):
@@ -57,6 +60,10 @@ class MediaConfig:
             errors.append(f"n_mels={self.n_mels}: the BEATs fbank has 128 bins")
         if self.sample_rate != 16000:
             errors.append(f"sample_rate={self.sample_rate}: the audio front ends expect 16000 Hz")
+        if self.preset not in ("avlm", "videollama2"):
+            errors.append(f"preset={self.preset!r}; choose 'avlm' or 'videollama2'")
+        if self.preset == "videollama2" and self.audio_features != "fbank":
+            errors.append("preset='videollama2' uses the BEATs fbank (audio_features='fbank')")
         if not self.max_audio_seconds > 0:
             errors.append(f"max_audio_seconds={self.max_audio_seconds!r} must be > 0")
         if errors:
@@ -78,6 +85,8 @@ def load_video_frames(video: Any, config: MediaConfig) -> tuple[torch.Tensor, tu
     ``(start, end)`` the frames cover in their file (None for images and raw frames)."""
     from vision import VideoClip, load_image, load_video, preprocess_frames
 
+    if config.preset == "videollama2":
+        return _videollama2_frames(video, config)
     span = None
     if isinstance(video, (str, os.PathLike)):
         is_image = Path(video).suffix.lower() in IMAGE_SUFFIXES
@@ -100,6 +109,8 @@ def load_audio_features(audio: Any, config: MediaConfig, span: tuple[float, floa
     """
     from audio import AudioClip, load_audio
 
+    if config.preset == "videollama2":
+        return _videollama2_audio(audio, from_video=span is not None)
     if isinstance(audio, (str, os.PathLike)):
         start, end = span if span is not None else (None, None)
         audio = load_audio(audio, sample_rate=config.sample_rate, start=start, end=end)
@@ -126,3 +137,32 @@ def _features(waveform: torch.Tensor, config: MediaConfig, longest: int) -> torc
     mel = whisper_log_mel(waveform[None], config.sample_rate, n_mels=config.n_mels, num_samples=longest)[0]
     valid = min(math.ceil(len(waveform) / HOP), mel.shape[1])
     return mel[:, :valid].T.contiguous()
+
+
+def _videollama2_frames(video: Any, config: MediaConfig) -> tuple[torch.Tensor, tuple[float, float] | None]:
+    """The official ``process_video`` / ``process_image`` (inference geometry); an image is repeated to num_frames."""
+    from vision import VideoClip, load_image
+    from vision.videollama2_preset import load_videollama2_video, videollama2_pixel_values
+
+    if isinstance(video, (str, os.PathLike)) and Path(video).suffix.lower() not in IMAGE_SUFFIXES:
+        pixels, clip = load_videollama2_video(video, config.image_processor, config.num_frames)
+        return pixels, (clip.start, clip.end)
+    if isinstance(video, (str, os.PathLike)):
+        video = load_image(video)
+    frames = video.frames if isinstance(video, VideoClip) else video
+    if len(frames) == 1:
+        image = videollama2_pixel_values(frames, config.image_processor, None)
+        return image.expand(config.num_frames, -1, -1, -1), None
+    return videollama2_pixel_values(frames, config.image_processor, config.num_frames), None
+
+
+def _videollama2_audio(audio: Any, from_video: bool) -> torch.Tensor:
+    """The official audio front end -> [2998, 128] (float32 values of the bfloat16 fbank)."""
+    from audio import AudioClip, load_audio
+    from audio.videollama2_preset import audio_file_fbank, audio_from_video_fbank
+
+    if isinstance(audio, (str, os.PathLike)):
+        audio = load_audio(audio, sample_rate=16000, mono=from_video)  # the whole soundtrack, as the reference
+    waveform = audio.waveform if isinstance(audio, AudioClip) else audio
+    fbank = audio_from_video_fbank(waveform) if from_video else audio_file_fbank(waveform)
+    return fbank[0].float()

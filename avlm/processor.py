@@ -57,7 +57,12 @@ class Processor:
         """Tokenizer files + ``processor_config.json`` (media settings) + ``config.json`` (placeholders, fusion)."""
         from transformers import AutoTokenizer
 
+        from avlm.convert.videollama2 import is_videollama2_folder, videollama2_media_config
+
         folder = Path(folder)
+        if is_videollama2_folder(folder) and not (folder / CONFIG_FILE).is_file():
+            media, placeholders = videollama2_media_config(folder)
+            return cls(AutoTokenizer.from_pretrained(folder), media, placeholders, "concat_at_video")
         saved = json.loads((folder / CONFIG_FILE).read_text())
         model = json.loads((folder / "config.json").read_text())
         return cls(AutoTokenizer.from_pretrained(folder), MediaConfig.from_dict(saved["media"]),

@@ -189,3 +189,22 @@ def prompt_ids(tokenizer: Any, question: str, modal: str) -> torch.Tensor:
             ids.append(PLACEHOLDER_IDS[modal])
         ids += tokenizer(piece, add_special_tokens=False)["input_ids"] if piece else []
     return torch.tensor(ids, dtype=torch.long)
+
+
+def videollama2_media_config(folder: str | os.PathLike,
+                             tower_paths: dict[str, str | os.PathLike] | None = None) -> tuple[Any, dict[str, int]]:
+    """The processor settings of an official checkpoint: its ``num_frames``, its vision tower's image processor with
+    the inference geometry (squash to S x S), the official audio front end; and the negative placeholder ids."""
+    import dataclasses
+
+    from avlm.media import MediaConfig
+    from vision.preprocess import ImageProcessorConfig
+
+    checkpoint = Path(folder)
+    official = json.loads((checkpoint / "config.json").read_text())
+    tower = resolve_tower(official["mm_vision_tower"], checkpoint, "vision tower", tower_paths)
+    image_processor = dataclasses.replace(ImageProcessorConfig.from_pretrained(tower), mode="resize")
+    media = MediaConfig(num_frames=official.get("num_frames", 16), image_processor=image_processor,
+                        image_frames=official.get("num_frames", 16), preset="videollama2",
+                        max_audio_seconds=30.0)
+    return media, dict(PLACEHOLDER_IDS)
