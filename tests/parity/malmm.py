@@ -21,13 +21,16 @@ def _check_inputs(case: dict, io: dict[str, torch.Tensor]) -> None:
 
 
 def _check_outputs(case: dict, actual: dict[str, torch.Tensor], io: dict[str, torch.Tensor]) -> None:
-    assert sorted(actual) == sorted(case["outputs"]), f"outputs {sorted(actual)} != case.json {sorted(case['outputs'])}"
+    """Compare every output case.json lists (each must be one this check computes) with its stored tensor."""
+    unknown = sorted(set(case["outputs"]) - set(actual))
+    assert not unknown, f"case.json outputs {unknown} are not computed by this check (it computes {sorted(actual)})"
+    assert case["outputs"], "case.json lists no outputs"
     for name in case["outputs"]:
         assert_close(name, actual[name], io[name], case["tolerance"][name])
 
 
-def check_compress_step(case_dir: Path, case: dict) -> None:
-    """One call removes one time step; merge index per (batch, token)."""
+def _one_step(case_dir: Path, case: dict) -> dict[str, torch.Tensor]:
+    """One mbc_compress call on the stored bank; checks every listed output and returns the computed tensors."""
     io = load_io(case_dir)
     _check_inputs(case, io)
     memory, sizes = mbc_compress(io["memory_bank"], io["compression_size"])
@@ -35,23 +38,21 @@ def check_compress_step(case_dir: Path, case: dict) -> None:
         "compressed_memory_bank": memory,
         "compressed_size": sizes,
         "merge_index": merge_indices(io["memory_bank"]),
+        "adjacent_cosine_similarity": adjacent_similarity(io["memory_bank"]),
     }
     _check_outputs(case, actual, io)
+    return actual
+
+
+def check_compress_step(case_dir: Path, case: dict) -> None:
+    """One call removes one time step; merge index per (batch, token)."""
+    _one_step(case_dir, case)
 
 
 def check_compress_ties(case_dir: Path, case: dict) -> None:
     """Exact ties resolve to the first index; the recorded tie positions are checked too."""
-    io = load_io(case_dir)
-    _check_inputs(case, io)
-    memory, sizes = mbc_compress(io["memory_bank"], io["compression_size"])
-    merge_at = merge_indices(io["memory_bank"])
-    actual = {
-        "compressed_memory_bank": memory,
-        "compressed_size": sizes,
-        "merge_index": merge_at,
-        "adjacent_cosine_similarity": adjacent_similarity(io["memory_bank"]),
-    }
-    _check_outputs(case, actual, io)
+    merge_at = _one_step(case_dir, case)["merge_index"]
+    assert case["ties"], "case.json lists no ties"
     for tie in case["ties"]:
         chosen = merge_at[tie["b"], 0, tie["n"]].item()
         assert chosen == tie["chosen"] == min(tie["tied_argmax_positions"]), f"tie {tie}: chose {chosen}"
