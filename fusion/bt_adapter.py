@@ -21,12 +21,15 @@ layout does not, its quirk 2).
 
 from __future__ import annotations
 
-import copy
+import pickle
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from einops import rearrange, repeat
 from torch import Tensor, nn
+
+from fusion._bt_layers import SpatialLayer, TemporalLayer, avlm_to_reference_key, reference_to_avlm_key
 
 
 @dataclass
@@ -37,59 +40,6 @@ class BTAdapterOutput:
     video_embed: Tensor  # [b, d_proj]: mean over t of visual_projection(frame_cls) (identity without projection)
     frame_tokens: Tensor | None  # [b, t, n, d] gated backbone/branch patch tokens; None when masked
     patch_mask: Tensor | None  # bool [b, n], True where a patch was dropped from the branch (every frame)
-
-
-def _drop_path(x: Tensor, rate: float, training: bool) -> Tensor:
-    """Stochastic depth: drop the whole residual of a sample with probability ``rate`` (training only)."""
-    if rate == 0.0 or not training:
-        return x
-    keep = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(1.0 - rate)
-    return x * keep / (1.0 - rate)
-
-
-class TemporalLayer(nn.Module):
-    """Attention over frames for every patch; the CLS passes through. ``[b, 1 + n t, d] -> same``."""
-
-    def __init__(self, clip_config, drop_path: float) -> None:
-        super().__init__()
-        from transformers.models.clip.modeling_clip import CLIPAttention
-
-        self.layer_norm1 = nn.LayerNorm(clip_config.hidden_size, eps=clip_config.layer_norm_eps)
-        self.self_attn = CLIPAttention(clip_config)
-        self.output_proj = nn.Linear(clip_config.hidden_size, clip_config.hidden_size)
-        nn.init.zeros_(self.output_proj.weight)
-        nn.init.zeros_(self.output_proj.bias)
-        self.drop_path = drop_path
-
-    def forward(self, tokens: Tensor, num_frames: int) -> Tensor:
-        cls, patches = tokens[:, :1], tokens[:, 1:]
-        per_patch = rearrange(patches, "b (n t) d -> (b n) t d", t=num_frames)
-        attended, _ = self.self_attn(self.layer_norm1(per_patch), attention_mask=None)
-        update = self.output_proj(_drop_path(attended, self.drop_path, self.training))
-        patches = patches + rearrange(update, "(b n) t d -> b (n t) d", b=tokens.shape[0])
-        return torch.cat([cls, patches], dim=1)
-
-
-class SpatialLayer(nn.Module):
-    """A CLIP encoder layer applied per frame, the video CLS shared by all frames (its update averaged over t)."""
-
-    def __init__(self, clip_layer: nn.Module, drop_path: float) -> None:
-        super().__init__()
-        copied = copy.deepcopy(clip_layer)
-        self.layer_norm1, self.self_attn = copied.layer_norm1, copied.self_attn
-        self.layer_norm2, self.mlp = copied.layer_norm2, copied.mlp
-        self.drop_path = drop_path
-
-    def forward(self, tokens: Tensor, num_frames: int) -> Tensor:
-        cls, patches = tokens[:, :1], tokens[:, 1:]
-        per_frame = torch.cat([repeat(cls, "b 1 d -> (b t) 1 d", t=num_frames),
-                               rearrange(patches, "b (n t) d -> (b t) n d", t=num_frames)], dim=1)
-        attended, _ = self.self_attn(self.layer_norm1(per_frame), attention_mask=None)
-        attended = _drop_path(attended, self.drop_path, self.training)
-        cls_update = rearrange(attended[:, :1], "(b t) 1 d -> b t 1 d", t=num_frames).mean(1)
-        patch_update = rearrange(attended[:, 1:], "(b t) n d -> b (n t) d", t=num_frames)
-        tokens = tokens + torch.cat([cls_update, patch_update], dim=1)
-        return tokens + self.mlp(self.layer_norm2(tokens))
 
 
 class BTAdapter(nn.Module):
@@ -152,6 +102,72 @@ class BTAdapter(nn.Module):
         config = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
                                   image_size=32, patch_size=8)
         return cls.from_config(config, **({"depth": 2} | options))
+
+    def reference_state_dict(self) -> dict[str, Tensor]:
+        """This module's weights under the reference's names (mmaction ``VITCLIPPretrained_BTAdapter``, unprefixed)."""
+        return {avlm_to_reference_key(key): value for key, value in self.state_dict().items()}
+
+    def load_reference_state_dict(self, state_dict: dict[str, Tensor], prefix: str = "", branch_only: bool = False,
+                                  source: str = "state_dict") -> None:
+        """Load weights saved by the reference BT-Adapter (seed_systems.md §3.8 key names), strictly.
+
+        Args:
+            state_dict: reference tensors; only keys starting with ``prefix`` are read (a full recognizer checkpoint
+                also holds the text tower and heads). Legacy ``timesFPN`` keys are read as ``btadapter``.
+            prefix: ``"backbone."`` for mmaction checkpoints, ``""`` for a module-relative dict.
+            branch_only: True reads only the branch (``btadapter_*``, ``balance*``) and keeps this CLIP's weights;
+                False also requires every CLIP key (``layers.*``, ``pre_layrnorm.*``, ...).
+            source: name of the origin for error messages.
+
+        Raises:
+            ValueError: listing every missing, unexpected and mis-shaped key (reference names) in one message.
+        """
+        expected = {key: value.shape for key, value in self.state_dict().items()
+                    if not (branch_only and key.startswith(("clip_vision.", "visual_projection.")))}
+        mapped, unexpected = {}, []
+        for key, value in state_dict.items():
+            if key.startswith(prefix):
+                name = reference_to_avlm_key(key[len(prefix):])
+                if name in expected:
+                    mapped[name] = value
+                else:
+                    unexpected.append(key)
+        missing = [prefix + avlm_to_reference_key(key) for key in expected if key not in mapped]
+        misshaped = [f"{prefix}{avlm_to_reference_key(key)} {tuple(value.shape)} (expected {tuple(expected[key])})"
+                     for key, value in mapped.items() if value.shape != expected[key]]
+        if missing or unexpected or misshaped:
+            def listed(keys: list[str]) -> str:
+                return f"{len(keys)} {keys[:12]}{' ...' if len(keys) > 12 else ''}"
+
+            hint = " (this adapter has no visual_projection: build it from CLIPVisionModelWithProjection)" if any(
+                key.endswith("visual_projection.weight") for key in unexpected) else ""
+            raise ValueError(f"{source}: cannot load BT-Adapter weights (prefix {prefix!r}, branch_only={branch_only})"
+                             f": missing {listed(missing)}; unexpected {listed(unexpected)}; mis-shaped "
+                             f"{listed(misshaped)}{hint}")
+        self.load_state_dict(self.state_dict() | mapped, strict=True)
+
+    def load_reference_checkpoint(self, path: str | Path, prefix: str = "backbone.", branch_only: bool = False
+                                  ) -> None:
+        """Read a reference checkpoint file (``.safetensors``, or ``.pth``/``.pt``/``.bin`` with ``weights_only``;
+        an mmengine ``{"state_dict": ...}`` wrapper is unwrapped) and :meth:`load_reference_state_dict` it."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such BT-Adapter checkpoint file")
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            checkpoint = load_file(str(path))
+        else:
+            try:
+                checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+            except pickle.UnpicklingError as error:
+                raise ValueError(
+                    f"{path}: refused to load: it holds Python objects other than tensors (unpickling them could run "
+                    "arbitrary code). Convert it once where you trust it: torch.save(torch.load(path, "
+                    "weights_only=False)['state_dict'], 'state_dict.pt'), then load state_dict.pt") from error
+        if isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
+            checkpoint = checkpoint["state_dict"]
+        self.load_reference_state_dict(checkpoint, prefix=prefix, branch_only=branch_only, source=str(path))
 
     def forward(self, pixel_values: Tensor) -> Tensor:
         """Frame tokens ``[b, t, n, d]``: ``(1 - w1) * branch + w1 * CLIP last layer`` per frame and patch."""

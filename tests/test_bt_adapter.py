@@ -161,3 +161,45 @@ def test_parameter_count_vit_large_depth_4() -> None:
     assert new == 71_453_696
     assert sum(p.numel() for p in adapter.spatial_layers[0].parameters()) == 12_596_224
     assert sum(p.numel() for p in adapter.temporal_layers[0].parameters()) == 5_250_048
+
+
+def test_reference_key_names_follow_the_reference_layout() -> None:
+    keys = set(tiny().reference_state_dict())
+    for key in ("btadapter_S_layers.0.self_attn.q_proj.weight", "btadapter_S_layers.0.mlp.fc2.bias",
+                "btadapter_T_layers.0.temporal_fc.weight", "btadapter_T_layers.0.layer_norm1.bias",
+                "btadapter_time_embed.weight", "btadapter_cls_token", "balance1", "balance2", "class_embedding",
+                "patch_embedding.weight", "position_embedding.weight", "pre_layrnorm.weight", "layers.0.mlp.fc1.weight",
+                "post_layernorm.bias"):
+        assert key in keys, key
+    assert not any(key.startswith(("clip_vision.", "temporal_layers.", "spatial_layers.")) for key in keys)
+
+
+def test_reference_checkpoint_round_trip_with_prefix_and_legacy_names(tmp_path) -> None:
+    source, target = tiny(seed=1), tiny(seed=2)
+    randomize_temporal_outputs(source)
+    saved = {"backbone." + key.replace("btadapter", "timesFPN"): value
+             for key, value in source.reference_state_dict().items()}
+    saved["cls_head.fc.weight"] = torch.zeros(3, 3)  # other recognizer parts are not read
+    torch.save({"state_dict": saved, "meta": {"epoch": 3}}, tmp_path / "epoch_3.pth")
+    target.load_reference_checkpoint(tmp_path / "epoch_3.pth")
+    for key, value in source.state_dict().items():
+        assert torch.equal(target.state_dict()[key], value), key
+    x = pixels()
+    assert torch.equal(source(x), target(x))
+
+
+def test_branch_only_keeps_the_clip_weights_and_errors_list_every_key() -> None:
+    source, target = tiny(seed=1), tiny(seed=2)
+    clip_before = {k: v.clone() for k, v in target.state_dict().items() if k.startswith("clip_vision.")}
+    branch = {k: v for k, v in source.reference_state_dict().items() if k.startswith(("btadapter", "balance"))}
+    target.load_reference_state_dict(branch, branch_only=True)
+    assert all(torch.equal(target.state_dict()[k], v) for k, v in clip_before.items())
+    assert torch.equal(target.output_gate, source.output_gate)
+    with pytest.raises(ValueError, match=r"missing 1 \['btadapter_cls_token'\].*unexpected 1 \['extra'\]"):
+        target.load_reference_state_dict({k: v for k, v in branch.items() if k != "btadapter_cls_token"}
+                                         | {"extra": torch.zeros(1)}, branch_only=True)
+    bad = dict(branch, balance1=torch.zeros(7))
+    with pytest.raises(ValueError, match="mis-shaped 1"):
+        target.load_reference_state_dict(bad, branch_only=True)
+    with pytest.raises(FileNotFoundError, match="no such BT-Adapter checkpoint"):
+        target.load_reference_checkpoint("/nonexistent/bt.pth")
