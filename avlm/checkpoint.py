@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,57 +17,13 @@ from typing import Any
 
 import torch
 
+from vision.weights import check_state_dict, load_pickle_weights, read_weights
+
+__all__ = ["check_state_dict", "load_pickle_weights", "read_weights", "save_model", "load_model"]
+
 # Keyword arguments that AutoModelForCausalLM.from_pretrained adds on its own; for a local folder they change nothing.
 _AUTO_BOOKKEEPING = {"_from_auto", "trust_remote_code", "adapter_kwargs", "cache_dir", "force_download",
                      "local_files_only", "proxies", "revision", "subfolder", "token", "code_revision", "_commit_hash"}
-
-
-def load_pickle_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """``torch.load(path, weights_only=True)`` of a ``{name: tensor}`` file, or a refusal explaining the risk.
-
-    Raises:
-        ValueError: the file needs arbitrary unpickling, or does not hold a flat ``{name: tensor}`` dict.
-    """
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        reason = str(error).partition("WeightsUnpickler error:")[2].strip().split("\n")[0] or str(error)[:200]
-        raise ValueError(
-            f"{path}: refused to load: besides tensors it holds Python objects ({reason}), and unpickling them can "
-            "run arbitrary code. If you trust the file, convert it once to safetensors: "
-            "from safetensors.torch import save_file; "
-            f"save_file({{k: v.contiguous() for k, v in torch.load({str(path)!r}, weights_only=False).items()}}, "
-            "'model.safetensors')") from error
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path}: expected a flat {{name: tensor}} dict, got {type(state).__name__}")
-    return state
-
-
-def read_weights(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Every tensor of a model folder: sharded or single safetensors, else ``pytorch_model.bin`` (weights only)."""
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        return {key: value for shard in shards for key, value in load_file(str(folder / shard)).items()}
-    if (folder / "model.safetensors").is_file():
-        return load_file(str(folder / "model.safetensors"))
-    if (folder / "pytorch_model.bin").is_file():
-        return load_pickle_weights(folder / "pytorch_model.bin")
-    raise FileNotFoundError(f"{folder}: no model.safetensors, model.safetensors.index.json or pytorch_model.bin")
-
-
-def check_state_dict(expected: dict[str, torch.Size], found: dict[str, torch.Tensor], source: str) -> None:
-    """Raise one ValueError listing the missing, unexpected and mis-shaped keys of ``found``."""
-    missing = sorted(set(expected) - set(found))
-    unexpected = sorted(set(found) - set(expected))
-    mis_shaped = [f"{key}: checkpoint {tuple(found[key].shape)} vs model {tuple(expected[key])}"
-                  for key in sorted(set(expected) & set(found)) if found[key].shape != expected[key]]
-    if missing or unexpected or mis_shaped:
-        raise ValueError(f"{source}: weights do not match the model config; missing keys {_short(missing)}, "
-                         f"unexpected keys {_short(unexpected)}, mis-shaped keys {_short(mis_shaped)}")
 
 
 def save_model(model: Any, folder: str | os.PathLike, max_shard_size: int | str = "5GB",
@@ -197,5 +152,3 @@ def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
         torch.set_default_dtype(previous)
 
 
-def _short(items: list[str], limit: int = 20) -> str:
-    return str(items) if len(items) <= limit else f"{items[:limit]} ... ({len(items)} in all)"

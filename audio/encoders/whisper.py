@@ -18,6 +18,8 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from vision.weights import check_state_dict, read_weights
+
 if TYPE_CHECKING:
     from transformers import WhisperConfig
 
@@ -123,7 +125,7 @@ class WhisperAudioEncoder(nn.Module):
             raise ValueError(f"{folder}: config model_type is {model_type!r}; WhisperAudioEncoder loads 'whisper'")
         with no_init_weights():  # skip the random init: the strict load below overwrites every tensor
             encoder = cls(WhisperConfig.from_pretrained(folder), **options)
-        encoder.load_upstream_state_dict(_read_state_dict(folder), source=str(folder))
+        encoder.load_upstream_state_dict(read_weights(folder), source=str(folder))
         return encoder
 
     def load_upstream_state_dict(self, state_dict: dict[str, torch.Tensor], source: str = "state_dict") -> None:
@@ -137,18 +139,7 @@ class WhisperAudioEncoder(nn.Module):
                 }
                 break
         expected = {key: value.shape for key, value in self.encoder.state_dict().items()}
-        missing = sorted(set(expected) - set(state_dict))
-        unexpected = sorted(set(state_dict) - set(expected))
-        mis_shaped = [
-            f"{key}: checkpoint {tuple(state_dict[key].shape)} vs model {tuple(expected[key])}"
-            for key in sorted(set(expected) & set(state_dict))
-            if state_dict[key].shape != expected[key]
-        ]
-        if missing or unexpected or mis_shaped:
-            raise ValueError(
-                f"{source}: weights do not match the Whisper config; missing keys {missing}, "
-                f"unexpected keys {unexpected}, mis-shaped keys {mis_shaped}"
-            )
+        check_state_dict(expected, state_dict, source)
         self.encoder.load_state_dict(state_dict, strict=True)
 
     def num_tokens(self, num_feature_frames: int) -> int:
@@ -196,18 +187,3 @@ class WhisperAudioEncoder(nn.Module):
         if bool((lengths < 1).any()) or bool((lengths > num_frames).any()):
             raise ValueError(f"lengths must lie in [1, {num_frames}] (the feature frames), got {lengths.tolist()}")
         return lengths.to(device=features.device, dtype=torch.long)
-
-
-def _read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
-    """Every tensor of a local checkpoint folder (safetensors, sharded or not, else a .bin with weights_only)."""
-    from safetensors.torch import load_file
-
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        return {key: value for shard in shards for key, value in load_file(str(folder / shard)).items()}
-    if (folder / "model.safetensors").is_file():
-        return load_file(str(folder / "model.safetensors"))
-    if (folder / "pytorch_model.bin").is_file():
-        return torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
-    raise FileNotFoundError(f"{folder}: no model.safetensors, model.safetensors.index.json or pytorch_model.bin")

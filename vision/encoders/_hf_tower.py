@@ -18,40 +18,10 @@ from einops import rearrange
 from torch import nn
 
 from vision.preprocess import ImageProcessorConfig
+from vision.weights import check_state_dict, read_weights
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
-
-
-def read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
-    """Read every tensor of a local Hugging Face checkpoint folder (safetensors, sharded or not, else a .bin)."""
-    from safetensors.torch import load_file
-
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        return {key: value for shard in shards for key, value in load_file(str(folder / shard)).items()}
-    if (folder / "model.safetensors").is_file():
-        return load_file(str(folder / "model.safetensors"))
-    if (folder / "pytorch_model.bin").is_file():
-        return torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
-    raise FileNotFoundError(f"{folder}: no model.safetensors, model.safetensors.index.json or pytorch_model.bin")
-
-
-def check_state_dict(expected: dict[str, torch.Size], found: dict[str, torch.Tensor], source: str) -> None:
-    """Raise one ValueError listing missing, unexpected and mis-shaped keys of ``found`` against ``expected``."""
-    missing = sorted(set(expected) - set(found))
-    unexpected = sorted(set(found) - set(expected))
-    mis_shaped = [
-        f"{key}: checkpoint {tuple(found[key].shape)} vs model {tuple(expected[key])}"
-        for key in sorted(set(expected) & set(found))
-        if found[key].shape != expected[key]
-    ]
-    if missing or unexpected or mis_shaped:
-        raise ValueError(
-            f"{source}: weights do not match the model config; missing keys {missing}, "
-            f"unexpected keys {unexpected}, mis-shaped keys {mis_shaped}"
-        )
 
 
 class HFVisionTower(nn.Module):
@@ -187,7 +157,7 @@ class HFVisionTower(nn.Module):
             options.setdefault("image_processor", ImageProcessorConfig.from_pretrained(folder))
         with no_init_weights():  # skip the random init: the strict load below overwrites every tensor
             tower = cls(config, **options)
-        tower.load_upstream_state_dict(read_state_dict(folder), source=str(folder))
+        tower.load_upstream_state_dict(read_weights(folder), source=str(folder))
         return tower
 
     def load_upstream_state_dict(self, state_dict: dict[str, torch.Tensor], source: str = "state_dict") -> None:
