@@ -33,8 +33,10 @@ import torch
 from einops import rearrange
 from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from avlm.config import AVLMConfig
+from avlm.loss import causal_lm_loss
 from avlm.splice import MergedInputs, item_counts, merge_media
 
 # Keys of an avlm.data.collate batch (or a Processor output) that forward / generate take; the rest (ids,
@@ -212,20 +214,42 @@ class AVLMForCausalLM(PreTrainedModel, GenerationMixin):
         audio_sample_index: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
+        return_logits: bool | None = None,
         **llm_kwargs: Any,
     ) -> Any:
-        """Logits (and the loss when ``labels`` [b, L] are given) of the spliced sequence [b, L', vocab].
+        """Logits and/or the loss of the spliced sequence: logits [b, L', vocab], loss a scalar.
 
         Either ``input_ids`` (+ media) or ready ``inputs_embeds`` (e.g. from :meth:`embed_multimodal`); other
-        keyword arguments (``past_key_values``, ``use_cache``, ``logits_to_keep``, ...) go to the LLM.
+        keyword arguments (``past_key_values``, ``use_cache``, ``logits_to_keep``, ``num_items_in_batch``, ...) go
+        to the LLM.
+
+        With ``labels`` [b, L] and ``return_logits`` not True (the default then), only the loss is computed, by
+        :func:`avlm.loss.causal_lm_loss`: the LM head scores just the labelled positions, in chunks, so the
+        ``[b, L', vocab]`` fp32 logits of Hugging Face's loss are never built (same value up to float summation
+        order). LLMs whose head is more than a projection (logit soft-capping or scaling) use the LLM's own loss.
         """
         if inputs_embeds is None:
             merged = self.embed_multimodal(input_ids, attention_mask, labels, video_pixels, video_frame_counts,
                                            video_sample_index, audio_features, audio_lengths, audio_sample_index)
             inputs_embeds, attention_mask, position_ids, labels = (
                 merged.inputs_embeds, merged.attention_mask, merged.position_ids, merged.labels)
+        if labels is not None and not return_logits and _plain_head(self.config.text_config):
+            return self._loss_only(inputs_embeds, attention_mask, position_ids, labels, llm_kwargs)
         return self.llm(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
                         labels=labels, **llm_kwargs)
+
+    def _loss_only(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None,
+                   position_ids: torch.Tensor | None, labels: torch.Tensor,
+                   llm_kwargs: dict[str, Any]) -> CausalLMOutputWithPast:
+        """The LLM's decoder, then the loss on the labelled positions only (no logits)."""
+        num_items = llm_kwargs.pop("num_items_in_batch", None)
+        llm_kwargs.pop("logits_to_keep", None)
+        llm_kwargs.setdefault("use_cache", False)
+        out = self.llm.get_decoder()(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                                     position_ids=position_ids, **llm_kwargs)
+        loss = causal_lm_loss(out.last_hidden_state, labels, self.get_output_embeddings(), num_items)
+        return CausalLMOutputWithPast(loss=loss, past_key_values=out.past_key_values,
+                                      hidden_states=out.hidden_states, attentions=out.attentions)
 
     @torch.no_grad()
     def generate(
@@ -268,6 +292,12 @@ class AVLMForCausalLM(PreTrainedModel, GenerationMixin):
         if self.config.av_fusion == "concat_at_video" and len(counts) == 2:
             counts = {"video": counts["video"] + counts.pop("audio")}
         return counts
+
+
+def _plain_head(text_config: Any) -> bool:
+    """True when the LLM's logits are ``lm_head(hidden)`` and nothing more (no soft-capping or scaling)."""
+    extras = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
+    return not any(getattr(text_config, name, None) not in (None, 1.0) for name in extras)
 
 
 def _dtype(module: nn.Module) -> torch.dtype:
