@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("inspect", "show a clip's streams and write a contact sheet of what the model sees"),
     "build": ("build", "assemble a new model folder from a preset and/or pretrained parts"),
     "merge-lora": ("merge_lora", "fold LoRA adapters into the base model (checked on a fixed sample)"),
+    "caption": ("caption", "caption videos into a JSONL file (batched, resumable, per-clip errors)"),
 }
 
 

@@ -1,0 +1,56 @@
+"""Caption many clips into a JSONL file, resumably: one line per clip as soon as its batch finishes.
+
+Examples::
+
+    avlm caption --model runs/av7b clips/ more.mp4 list.txt --output captions.jsonl
+    avlm caption --model runs/av7b clips/ --output captions.jsonl --no-audio --num-frames 8 --batch-size 16
+
+INPUTS are video files, folders (searched recursively for video extensions) or text files of paths (.txt/.lst/.list,
+one per line). Output lines: ``{"video", "caption", "num_frames", "has_audio", "seconds"}`` or ``{"video", "error"}``
+for a clip that could not be read (the run goes on). Re-running the same command skips the clips already in the
+output, so a killed run resumes where it stopped. A clip without an audio track is captioned from its frames
+(``has_audio: false``). Exit status 1 only when there were clips to caption and none succeeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from avlm.inference.options import add_model_arguments
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="INPUTS", help="video files, folders, or .txt lists of paths")
+    parser.add_argument("--output", "-o", type=Path, required=True, help="JSONL results file (appended; resumes)")
+    parser.add_argument("--prompt", default=None, help="instruction given with every clip "
+                                                       "(default: 'Describe this video in detail.')")
+    add_model_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from avlm.api import DEFAULT_CAPTION_PROMPT
+    from avlm.inference import ResultWriter, discover_inputs
+    from avlm.inference.job import print_summary, run_job
+    from avlm.inference.options import generate_kwargs, load_from_args
+    from avlm.inference.requests import AUTO, Request
+    from avlm.inference.runner import default_batch_size, default_num_workers
+
+    clips = discover_inputs(args.inputs)
+    if not clips:
+        raise ValueError(f"no video files found in {args.inputs}; give files, folders with video files "
+                         "(.mp4, .mkv, ...), or a .txt list of paths")
+    kwargs = generate_kwargs(args)
+    with ResultWriter(args.output, key="video") as writer:
+        if all(str(clip) in writer.done for clip in clips):
+            print(f"all {len(clips)} clips are already in {args.output}; nothing to do")
+            return 0
+        model = load_from_args(args)
+        prompt = args.prompt or DEFAULT_CAPTION_PROMPT
+        requests = [Request(prompt, str(clip), None if args.no_audio else AUTO) for clip in clips]
+        workers = args.num_workers if args.num_workers is not None else default_num_workers()
+        summary = run_job(model, writer, requests, [{"video": str(clip)} for clip in clips], "caption",
+                          batch_size=args.batch_size or default_batch_size(model.device), num_workers=workers,
+                          generate_kwargs=kwargs, unit="clips")
+    print_summary(summary, str(args.output), "clips")
+    return 1 if summary.nothing_done else 0

@@ -1,0 +1,129 @@
+"""A resumable batch job behind ``avlm caption --output`` and ``avlm ask --questions``: requests in, JSON lines out.
+
+Each request comes with its base record (e.g. ``{"video": path}``). Requests whose key is already in the output
+file are skipped (resume); each finished batch is written at once, one fsynced line per request (see
+:class:`avlm.inference.ResultWriter`): the base record plus the answer field, ``num_frames``, ``has_audio`` and
+``seconds``, or the base record plus ``error``. A rich progress bar (clips/s, ETA, errors so far) and a summary
+table go to stderr.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from avlm.inference.requests import Request
+from avlm.inference.results import ResultWriter
+from avlm.inference.runner import Result, run_requests
+
+
+@dataclass
+class JobSummary:
+    """Counts of a job run."""
+
+    total: int = 0
+    """Requests given."""
+    skipped: int = 0
+    """Already in the output file (an earlier run)."""
+    done: int = 0
+    """Answered in this run."""
+    errors: list[str] = field(default_factory=list)
+    """Errors of this run, one line each."""
+    seconds: float = 0.0
+    """Wall time of this run."""
+
+    @property
+    def nothing_done(self) -> bool:
+        """True when there was work and every request of it failed (the exit code is non-zero then)."""
+        return self.total > self.skipped and self.done == 0
+
+
+def run_job(model: Any, writer: ResultWriter, requests: Sequence[Request], records: Sequence[dict[str, Any]],
+            answer_field: str, *, batch_size: int, num_workers: int, generate_kwargs: dict[str, Any],
+            failed: Sequence[dict[str, Any]] = (), unit: str = "clips") -> JobSummary:
+    """Answer the requests not yet in ``writer``'s file and write each result as soon as its batch finishes.
+
+    Args:
+        model: an :class:`avlm.api.AVLM`.
+        writer: the open results file (its ``done`` keys are skipped).
+        requests: the requests, in input order.
+        records: one base record per request; ``record[writer.key]`` is its key in the output.
+        answer_field: where the generated text goes (``"caption"``, ``"answer"``).
+        batch_size: samples per generate call.
+        num_workers: decoding worker processes.
+        generate_kwargs: ``model.generate`` settings.
+        failed: error records known before running (e.g. malformed input lines); written unless already done.
+        unit: what a request is called in the progress bar.
+    """
+    summary = JobSummary(total=len(requests) + len(failed))
+    for record in failed:
+        if str(record[writer.key]) in writer.done:
+            summary.skipped += 1
+        else:
+            writer.write(record)
+            summary.errors.append(record["error"])
+    todo = [i for i, record in enumerate(records) if str(record[writer.key]) not in writer.done]
+    summary.skipped += len(records) - len(todo)
+    start = time.perf_counter()
+    with _progress(unit) as progress:
+        task = progress.add_task(unit, total=len(todo), errors=len(summary.errors))
+        for batch in run_requests(model.model, model.processor, [requests[i] for i in todo], batch_size=batch_size,
+                                  num_workers=num_workers, generate_kwargs=generate_kwargs):
+            for result in batch:
+                _write(writer, records[todo[result.index]], result, answer_field, summary)
+            progress.update(task, advance=len(batch), errors=len(summary.errors))
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _write(writer: ResultWriter, base: dict[str, Any], result: Result, answer_field: str,
+           summary: JobSummary) -> None:
+    if result.error is not None:
+        writer.write({**base, "error": result.error})
+        summary.errors.append(result.error)
+        return
+    writer.write({**base, answer_field: result.text, "num_frames": result.num_frames, "has_audio": result.has_audio,
+                  "seconds": None if result.seconds is None else round(result.seconds, 3)})
+    summary.done += 1
+
+
+def _progress(unit: str) -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(unit),
+                    TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[errors]} errors"),
+                    console=Console(stderr=True))
+
+
+class _RateColumn(ProgressColumn):
+    """Requests per second since the task started."""
+
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task: Task) -> Text:
+        elapsed = task.elapsed or 0.0
+        return Text(f"{task.completed / elapsed if elapsed > 0 else 0.0:.2f} {self.unit}/s")
+
+
+def print_summary(summary: JobSummary, output: str, unit: str = "clips", max_errors: int = 10) -> None:
+    """A rich table of the run (done, skipped, errors, throughput) and the first errors, on stderr."""
+    table = Table(title=f"avlm: {output}", show_header=False)
+    rate = summary.done / summary.seconds if summary.seconds > 0 else 0.0
+    rows = [(f"{unit} given", summary.total), ("already in the output (skipped)", summary.skipped),
+            ("answered now", summary.done), ("errors now", len(summary.errors)),
+            ("wall time", f"{summary.seconds:.1f} s"), (f"{unit}/s", f"{rate:.2f}")]
+    for name, value in rows:
+        table.add_row(name, str(value))
+    console = Console(stderr=True)
+    console.print(table)
+    for error in summary.errors[:max_errors]:
+        console.print(f"[red]error:[/red] {error}", markup=True, highlight=False)
+    if len(summary.errors) > max_errors:
+        console.print(f"... and {len(summary.errors) - max_errors} more errors (see the output file)")

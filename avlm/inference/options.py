@@ -1,0 +1,65 @@
+"""Command-line options shared by ``avlm caption`` and ``avlm ask``: the model, media sampling and generation."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--model``, ``--device``, ``--dtype``, media sampling, batching and generation options."""
+    parser.add_argument("--model", required=True, help="model folder (avlm build / training output, or an official "
+                                                        "VideoLLaMA2 checkpoint folder)")
+    parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu, ... (default: cuda when available)")
+    parser.add_argument("--dtype", choices=DTYPES, default=None,
+                        help="parameter dtype (default: bfloat16 on a GPU, float32 on CPU; auto: as saved)")
+    media = parser.add_argument_group("media")
+    media.add_argument("--num-frames", type=int, default=None, help="frames per clip (default: the model's)")
+    media.add_argument("--fps", type=float, default=None, help="sample frames at this rate (at most --num-frames)")
+    media.add_argument("--no-audio", action="store_true", help="ignore soundtracks: answer from the frames only")
+    run = parser.add_argument_group("batching")
+    run.add_argument("--batch-size", type=int, default=None, help="clips per generate call (default: 8 GPU, 4 CPU)")
+    run.add_argument("--num-workers", type=int, default=None,
+                     help="processes decoding clips ahead of the model (default: CPU cores - 1, at most 8)")
+    generation = parser.add_argument_group("generation")
+    generation.add_argument("--max-new-tokens", type=int, default=256, help="longest answer, in tokens")
+    generation.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
+    generation.add_argument("--temperature", type=float, default=None, help="sampling temperature (with --do-sample)")
+    generation.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass (with --do-sample)")
+    generation.add_argument("--seed", type=int, default=None, help="random seed for sampling")
+
+
+def generate_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """``model.generate`` settings from the options; sampling settings without ``--do-sample`` are an error."""
+    if args.max_new_tokens < 1:
+        raise ValueError(f"--max-new-tokens {args.max_new_tokens} must be >= 1")
+    kwargs: dict[str, Any] = {"max_new_tokens": args.max_new_tokens}
+    sampling = {"temperature": args.temperature, "top_p": args.top_p}
+    given = {name: value for name, value in sampling.items() if value is not None}
+    if given and not args.do_sample:
+        names = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise ValueError(f"{names} only act when sampling; add --do-sample (greedy decoding ignores them)")
+    if args.do_sample:
+        kwargs.update(do_sample=True, **given)
+    return kwargs
+
+
+def load_from_args(args: argparse.Namespace) -> Any:
+    """``avlm.load`` with ``--model/--device/--dtype``; ``--num-frames/--fps`` replace the processor's settings."""
+    from avlm.api import load
+
+    for name in ("batch_size", "num_frames"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} {value} must be >= 1")
+    if args.num_workers is not None and args.num_workers < 0:
+        raise ValueError(f"--num-workers {args.num_workers} must be >= 0")
+    model = load(args.model, device=args.device, dtype=args.dtype)
+    media = {"num_frames": args.num_frames, "fps": args.fps}
+    changes = {name: value for name, value in media.items() if value is not None}
+    if changes:
+        model.processor.config = dataclasses.replace(model.processor.config, **changes)
+    return model
