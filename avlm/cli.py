@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "build": ("build", "assemble a new model folder from a preset and/or pretrained parts"),
     "merge-lora": ("merge_lora", "fold LoRA adapters into the base model (checked on a fixed sample)"),
     "caption": ("caption", "caption videos into a JSONL file (batched, resumable, per-clip errors)"),
+    "ask": ("ask", "answer questions about videos and their sound (one, or a JSONL file of them)"),
 }
 
 

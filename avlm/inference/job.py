@@ -51,7 +51,7 @@ def run_job(model: Any, writer: ResultWriter, requests: Sequence[Request], recor
     """Answer the requests not yet in ``writer``'s file and write each result as soon as its batch finishes.
 
     Args:
-        model: an :class:`avlm.api.AVLM`.
+        model: an :class:`avlm.api.AVLM` (None when every request is already done or failed).
         writer: the open results file (its ``done`` keys are skipped).
         requests: the requests, in input order.
         records: one base record per request; ``record[writer.key]`` is its key in the output.
@@ -72,6 +72,8 @@ def run_job(model: Any, writer: ResultWriter, requests: Sequence[Request], recor
     todo = [i for i, record in enumerate(records) if str(record[writer.key]) not in writer.done]
     summary.skipped += len(records) - len(todo)
     start = time.perf_counter()
+    if not todo:
+        return summary
     with _progress(unit) as progress:
         task = progress.add_task(unit, total=len(todo), errors=len(summary.errors))
         for batch in run_requests(model.model, model.processor, [requests[i] for i in todo], batch_size=batch_size,

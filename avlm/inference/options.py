@@ -48,7 +48,10 @@ def generate_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def load_from_args(args: argparse.Namespace) -> Any:
-    """``avlm.load`` with ``--model/--device/--dtype``; ``--num-frames/--fps`` replace the processor's settings."""
+    """``avlm.load`` with ``--model/--device/--dtype``; ``--num-frames/--fps`` replace the processor's settings;
+    ``--seed`` seeds torch's generator (sampling)."""
+    import torch
+
     from avlm.api import load
 
     for name in ("batch_size", "num_frames"):
@@ -62,4 +65,6 @@ def load_from_args(args: argparse.Namespace) -> Any:
     changes = {name: value for name, value in media.items() if value is not None}
     if changes:
         model.processor.config = dataclasses.replace(model.processor.config, **changes)
+    if args.seed is not None:
+        torch.manual_seed(args.seed)
     return model

@@ -1,0 +1,74 @@
+"""Ask questions about videos (and their sound): one question printed to stdout, or a JSONL file of questions.
+
+Examples::
+
+    avlm ask --model runs/av7b --video clip.mp4 --question "What instrument is playing?"
+    avlm ask --model runs/av7b --video clip.mp4 --audio voice.wav --question "Who speaks?"
+    avlm ask --model runs/av7b --questions qa.jsonl --output answers.jsonl
+
+A questions file holds lines ``{"video": "clip.mp4", "audio"?: "x.wav" | null, "question": "...", "id"?: ...}``
+(paths relative to the file; no "audio": the video's own soundtrack, null: none). Each line gets one output line
+``{"id", "video", "audio"?, "question", "answer", "num_frames", "has_audio", "seconds"}`` or ``{"id", ..., "error"}``,
+keyed by ``id`` (default: the line number); malformed lines are reported with their line number and the run goes on.
+Re-running skips the ids already in the output. Exit status 1 only when there was work and none of it succeeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from avlm.inference.options import add_model_arguments
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    one = parser.add_argument_group("one question")
+    one.add_argument("--video", default=None, help="video file (or image)")
+    one.add_argument("--audio", default=None, help="audio file (default: the video's own soundtrack, if any)")
+    one.add_argument("--question", default=None, help="the question; the answer is printed")
+    many = parser.add_argument_group("a file of questions")
+    many.add_argument("--questions", type=Path, default=None, help="JSONL file of questions")
+    many.add_argument("--output", "-o", type=Path, default=None, help="JSONL answers file (appended; resumes)")
+    add_model_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from avlm.inference.options import generate_kwargs, load_from_args
+
+    if (args.question is None) == (args.questions is None):
+        raise ValueError("give either --question (with --video and/or --audio) or --questions FILE --output FILE")
+    kwargs = generate_kwargs(args)
+    if args.question is not None:
+        if args.video is None and args.audio is None or args.output is not None:
+            raise ValueError("--question takes --video and/or --audio (and no --output; the answer is printed)")
+        from avlm.inference.requests import AUTO
+
+        audio = None if args.no_audio else args.audio if args.audio is not None else AUTO
+        model = load_from_args(args)
+        print(model.ask(args.question, video=args.video, audio=audio, **kwargs))
+        return 0
+    if args.output is None or args.video is not None or args.audio is not None:
+        raise ValueError("--questions takes --output FILE (and no --video/--audio: they are given per line)")
+    return _run_file(args, kwargs)
+
+
+def _run_file(args: argparse.Namespace, kwargs: dict) -> int:
+    from avlm.inference import ResultWriter
+    from avlm.inference.job import print_summary, run_job
+    from avlm.inference.options import load_from_args
+    from avlm.inference.questions import read_questions
+    from avlm.inference.runner import default_batch_size, default_num_workers
+
+    questions = read_questions(args.questions, use_audio=not args.no_audio)
+    with ResultWriter(args.output, key="id") as writer:
+        keys = [str(record["id"]) for record in questions.records + questions.failed]
+        if all(key in writer.done for key in keys):
+            print(f"all {len(keys)} questions are already in {args.output}; nothing to do")
+            return 0
+        model = load_from_args(args) if questions.requests else None
+        summary = run_job(model, writer, questions.requests, questions.records, "answer",
+                          batch_size=args.batch_size or default_batch_size(model.device if model else "cpu"),
+                          num_workers=args.num_workers if args.num_workers is not None else default_num_workers(),
+                          generate_kwargs=kwargs, failed=questions.failed, unit="questions")
+    print_summary(summary, str(args.output), "questions")
+    return 1 if summary.nothing_done else 0
