@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("inspect", "show a clip's streams and write a contact sheet of what the model sees"),
     "build": ("build", "assemble a new model folder from a preset and/or pretrained parts"),
     "merge-lora": ("merge_lora", "fold LoRA adapters into the base model (checked on a fixed sample)"),
+    "synth": ("synth", "generate AV-Synth: audio-visual clips with known answers, train/test annotations"),
     "caption": ("caption", "caption videos into a JSONL file (batched, resumable, per-clip errors)"),
     "ask": ("ask", "answer questions about videos and their sound (one, or a JSONL file of them)"),
 }
