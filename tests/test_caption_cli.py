@@ -5,9 +5,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from infer_support import tiny_folder, write_clips
+from infer_support import one_torch_thread, tiny_folder, write_clips
 
 from avlm.cli import main
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -46,7 +46,8 @@ def test_kill_at_random_moments_then_rerun(tmp_path_factory, tmp_path) -> None:
             "--num-workers", "0", "--max-new-tokens", "24"]
     rng = random.Random()
     process = subprocess.Popen([sys.executable, "-m", "avlm", *argv], cwd=Path(__file__).resolve().parents[1],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})  # see infer_support.one_torch_thread
     written = [_kill_after_progress(process.pid, out, rng)]
     process.wait()
     fork = multiprocessing.get_context("fork")  # the same command in a forked child: no 4 s import per kill
