@@ -4,7 +4,8 @@ Line format: ``{"question": str, "video"?: path, "audio"?: path | null, "id"?: s
 
 - ``video``/``audio`` paths are taken relative to the questions file's folder; the record keeps them as written.
 - ``audio`` absent: the video file's own soundtrack when it has one; ``null``: no audio.
-- ``id`` absent: the line number. Ids (and line numbers standing in for them) key the results and must be unique.
+- ``id`` absent: the line number. Ids (and line numbers standing in for them) key the results and must be unique; a
+  malformed line (or a repeated id) is reported under its line number.
 """
 
 from __future__ import annotations
@@ -50,17 +51,17 @@ def read_questions(path: str | os.PathLike, use_audio: bool = True) -> Questions
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
-        key: Any = number
         try:
             values = _parse(line)
             key = values.get("id", number)
             if str(key) in seen:
                 raise ValueError(f"id {key!r} already used on line {seen[str(key)]}; give every line its own id")
-            seen[str(key)] = number
             request, record = _request(values, key, path.parent, use_audio)
-        except ValueError as error:
-            parsed.failed.append({"id": key, "error": f"{path}:{number}: {error}"})
+        except ValueError as error:  # reported under the line number
+            seen.setdefault(str(number), number)
+            parsed.failed.append({"id": number, "error": f"{path}:{number}: {error}"})
             continue
+        seen[str(key)] = number
         parsed.requests.append(request)
         parsed.records.append(record)
     if not parsed.requests and not parsed.failed:
