@@ -1,4 +1,5 @@
-"""Write an mp4 file (H.264 video + AAC audio) with PyAV, deterministically (single-threaded encoders).
+"""Write an mp4 file (H.264 video + AAC audio) with PyAV, byte-identical for identical input (single-threaded
+x264, frames converted to yuv420p before encoding).
 
 Notation: t frames, S frame side, n audio samples.
 """
@@ -37,8 +38,9 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: float, audio: np.ndarra
         video.codec_context.thread_count = 1
         sound = container.add_stream("aac", rate=sample_rate)
         sound.layout = "mono"
-        for array in frames:
-            container.mux(video.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
+        for array in frames:  # converted here: letting the encoder convert rgb24 made the bitstream vary run to run
+            frame = av.VideoFrame.from_ndarray(array, format="rgb24").reformat(format="yuv420p")
+            container.mux(video.encode(frame))
         container.mux(video.encode())
         samples = np.ascontiguousarray(audio, dtype=np.float32)[None]
         for start in range(0, samples.shape[1], AUDIO_CHUNK):
