@@ -1,0 +1,135 @@
+"""The training recipe: one YAML file mapped strictly onto :class:`Recipe` (see ``avlm.recipe_config.load_config``).
+
+Sections: ``model`` (what to start from), ``data`` (:class:`avlm.data.DataConfig`), ``trainable``
+(:class:`avlm.trainable.TrainablePolicy`), ``lora`` (:class:`avlm.lora.LoRAConfig`), ``train`` (:class:`TrainConfig`)
+and ``distributed`` (:class:`DistributedConfig`). Every field documents itself; ``avlm train --help-recipe`` lists them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from avlm.data.config import DataConfig
+from avlm.lora import LoRAConfig
+from avlm.trainable import TrainablePolicy
+
+PART_LR_KEYS = ("connectors", "lora", "encoders", "llm")
+
+
+@dataclass
+class TrainConfig:
+    """The optimisation loop: steps, batch, learning rates, precision, logging and checkpoints."""
+
+    output_dir: Path = Path("runs/train")
+    """Folder for metrics.jsonl, loss.png, checkpoints/ and final/ (created)."""
+    max_steps: int | None = None
+    """Optimizer steps to run; None: ``num_epochs`` epochs of the data."""
+    num_epochs: float = 1.0
+    """Passes over the data (an epoch as the sampler defines it) when ``max_steps`` is None."""
+    batch_size: int = 1
+    """Samples per process per micro-batch; the global batch is batch_size x processes x grad_accum."""
+    grad_accum: int = 1
+    """Micro-batches accumulated per optimizer step."""
+    lr: float = 2e-5
+    """Peak learning rate of every part without its own entry in ``part_lrs``."""
+    part_lrs: dict[str, float] = field(default_factory=dict)
+    """Peak learning rate per parameter group: connectors, lora, encoders, llm (missing: ``lr``)."""
+    warmup_ratio: float = 0.03
+    """Fraction of the steps spent warming up linearly from 0 to the peak rate; then cosine decay to 0."""
+    weight_decay: float = 0.0
+    """AdamW weight decay, applied to matrices only (not to biases and norm weights)."""
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    """AdamW betas."""
+    max_grad_norm: float | None = 1.0
+    """Clip the global gradient norm to this; None: no clipping."""
+    mixed_precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """Autocast precision of the forward pass (accelerate); weights and optimizer state stay float32. (Not "no":
+    YAML reads an unquoted no as false.)"""
+    gradient_checkpointing: bool = False
+    """Recompute the LLM's layer activations in backward (less memory, about a third more compute)."""
+    log_every: int = 10
+    """Write a metrics.jsonl line, refresh loss.png and the progress bar every this many steps."""
+    save_every: int | None = 500
+    """Write a checkpoint every this many steps (and at the end); None: only the final model."""
+    keep_last: int | None = 3
+    """Keep this many most recent checkpoints (older ones are deleted); None: keep all."""
+    resume: str | None = None
+    """"auto": continue from the last complete checkpoint in output_dir (start fresh if none); a checkpoint folder
+    path: continue from it; None: start fresh (``avlm train --resume`` sets "auto")."""
+    seed: int = 0
+    """Seed of the random-init model parts (presets), LoRA init, dropout and every other RNG of the run."""
+    merge_lora: bool = True
+    """Write final/ as a full model with the LoRA adapters folded in; False: also keep final/adapter unmerged."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("batch_size", "grad_accum", "log_every"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name}={getattr(self, name)} must be >= 1")
+        for name in ("max_steps", "save_every", "keep_last"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                problems.append(f"{name}={getattr(self, name)} must be >= 1 or null")
+        if self.max_steps is None and not self.num_epochs > 0:
+            problems.append(f"num_epochs={self.num_epochs} must be > 0 when max_steps is null")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            problems.append(f"warmup_ratio={self.warmup_ratio} must lie in [0, 1)")
+        unknown = sorted(set(self.part_lrs) - set(PART_LR_KEYS))
+        if unknown:
+            problems.append(f"part_lrs has unknown groups {unknown}; groups are {list(PART_LR_KEYS)}")
+        if not self.lr > 0 or any(not value > 0 for value in self.part_lrs.values()):
+            problems.append(f"learning rates must be > 0 (lr={self.lr}, part_lrs={self.part_lrs})")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+@dataclass
+class DistributedConfig:
+    """How several processes (``torchrun --nproc_per_node N``) share the work; ignored in a single process."""
+
+    strategy: Literal["ddp", "fsdp", "deepspeed"] = "ddp"
+    """ddp: full replicas, gradients all-reduced; fsdp: parameters, gradients and optimizer state sharded (PyTorch
+    FSDP2 through accelerate); deepspeed: ZeRO (needs the deepspeed package)."""
+    zero_stage: Literal[1, 2, 3] = 2
+    """DeepSpeed ZeRO stage: 1 shards optimizer state, 2 also gradients, 3 also parameters."""
+    fsdp_reshard_after_forward: bool = True
+    """FSDP: free gathered parameters after the forward pass (ZeRO-3 like); False keeps them (ZeRO-2 like)."""
+    cpu_offload: bool = False
+    """FSDP / DeepSpeed: keep optimizer state (and with FSDP parameters) in CPU memory."""
+    run_all_encoders: bool | None = None
+    """Every process runs every encoder and connector each step, on a dummy input when its batch lacks that
+    modality (contributing 0 to the loss), so sharded parameters are gathered in the same order on every rank and
+    FSDP / ZeRO-3 cannot hang. None: on when there are several processes."""
+    timeout_minutes: int = 30
+    """Collective-operation timeout (a stuck rank fails instead of hanging forever)."""
+
+
+@dataclass
+class Recipe:
+    """A training run. Example: ``avlm train avlm/recipes/finetune_lora.yaml train.lr=1e-4``."""
+
+    model: str = "avlm-tiny"
+    """A preset name (avlm-tiny, videollama2.1-7b-av: random init, for tests and smoke runs) or a local model folder
+    written by ``avlm build`` / a previous run's final/ (weights, tokenizer, processor_config.json)."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """Annotation files, mixing, validation and batching (see avlm.data.DataConfig)."""
+    trainable: TrainablePolicy = field(default_factory=TrainablePolicy)
+    """What trains in each part: frozen, lora or full (see avlm.trainable.TrainablePolicy)."""
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
+    """Adapter shape for the parts whose mode is lora."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """The optimisation loop."""
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    """Multi-process strategy (torchrun)."""
+
+
+def load_recipe(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Read a recipe YAML (strict: unknown keys are errors) and apply ``dotted.key=value`` overrides.
+
+    Raises:
+        ConfigError: every problem at once, naming the key.
+    """
+    from avlm.recipe_config import load_config
+
+    return load_config(Recipe, path, overrides)
