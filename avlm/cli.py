@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("synth", "generate AV-Synth: audio-visual clips with known answers, train/test annotations"),
     "caption": ("caption", "caption videos into a JSONL file (batched, resumable, per-clip errors)"),
     "ask": ("ask", "answer questions about videos and their sound (one, or a JSONL file of them)"),
+    "train": ("train", "train from a YAML recipe (overrides, --resume; torchrun for several processes)"),
+    "check": ("check", "dry-run a training recipe: validate the data and count tokens per sample"),
 }
 
 

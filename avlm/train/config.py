@@ -50,7 +50,8 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     """Recompute the LLM's layer activations in backward (less memory, about a third more compute)."""
     log_every: int = 10
-    """Write a metrics.jsonl line, refresh loss.png and the progress bar every this many steps."""
+    """Write a metrics.jsonl line and refresh the progress bar every this many steps (loss.png: at those steps at
+    most every 30 s, at every checkpoint and at the end)."""
     save_every: int | None = 500
     """Write a checkpoint every this many steps (and at the end); None: only the final model."""
     keep_last: int | None = 3

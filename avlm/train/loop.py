@@ -33,7 +33,8 @@ TIMES = ("data_wait", *STAGES, "backward", "optimizer")
 class TrainResult:
     """What a finished run returns."""
 
-    final: Path
+    final: Path | None
+    """The final model folder; None when stopped early (``stop_at``)."""
     steps: int
     losses: list[float] = field(default_factory=list)
     """The loss of every step this process ran (global token mean; after a resume: from the resumed step on)."""
@@ -52,8 +53,12 @@ class _Window:
     times: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TIMES, 0.0))
 
 
-def train(recipe: Recipe, say: Any = print) -> TrainResult:
-    """Run ``recipe`` to the end (resuming when ``train.resume`` says so) and write ``output_dir/final``."""
+def train(recipe: Recipe, say: Any = print, stop_at: int | None = None) -> TrainResult:
+    """Run ``recipe`` to the end (resuming when ``train.resume`` says so) and write ``output_dir/final``.
+
+    ``stop_at``: leave after this step with a checkpoint and no final/, as a pre-empted or time-limited job would;
+    a later run with ``resume="auto"`` continues exactly where it stopped.
+    """
     config = recipe.train
     _check(recipe)
     rank, world_size = process_info()
@@ -94,7 +99,7 @@ def train(recipe: Recipe, say: Any = print) -> TrainResult:
     wrapped.train()
     with progress_bar(main) as bar:
         task = bar.add_task("train", total=steps, completed=step, loss="-", lr="-", rate="")
-        while step < steps:
+        while step < min(steps, stop_at or steps):
             loss = _step(accelerator, wrapped, forward, optimizer, scheduler, stream, config, world_size, window)
             step += 1
             losses.append(loss)
@@ -106,10 +111,18 @@ def train(recipe: Recipe, say: Any = print) -> TrainResult:
                 bar.update(task, **format_fields(line))
                 window = _Window()
             bar.update(task, completed=step)
-            if config.save_every and (step % config.save_every == 0 or step == steps):
+            at_save = config.save_every is not None and (step % config.save_every == 0 or step == steps)
+            if at_save or step == stop_at:
                 samples_now = samples + window.samples
                 write_checkpoint(root, step, accelerator, model, optimizer, scheduler,
                                  {"sampler": stream.state_dict(), "samples": samples_now}, sharded, config.keep_last)
+                metrics.plot(force=True)
+    metrics.plot(force=True)
+    if step < steps:
+        if main:
+            say(f"stopped at step {step} of {steps}; continue with --resume")
+        accelerator.end_training()
+        return TrainResult(None, step, losses)
     final = write_final(recipe, accelerator, wrapped, model, setup.processor, sharded)
     if main:
         say(f"wrote {final}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 METRICS_FILE = "metrics.jsonl"
 PLOT_FILE = "loss.png"
+PLOT_INTERVAL_S = 30.0
 
 
 class MetricsLog:
@@ -31,6 +33,7 @@ class MetricsLog:
         self.plot_path = output_dir / PLOT_FILE
         self.enabled = enabled
         self.history: list[dict[str, Any]] = []
+        self.plotted_at = -float("inf")
         if not enabled:
             return
         if resumed_step is not None and self.path.is_file():
@@ -52,10 +55,16 @@ class MetricsLog:
             handle.flush()
             os.fsync(handle.fileno())
 
-    def plot(self) -> None:
-        """Write loss.png: training loss against step (and the learning rate of the first group, right axis)."""
+    def plot(self, force: bool = False) -> None:
+        """Write loss.png: training loss against step (and the learning rate of the first group, right axis).
+
+        Drawing takes a few tenths of a second, so between checkpoints (``force``) it is redrawn at most once every
+        ``PLOT_INTERVAL_S`` seconds."""
         if not self.enabled or not self.history:
             return
+        if not force and time.monotonic() - self.plotted_at < PLOT_INTERVAL_S:
+            return
+        self.plotted_at = time.monotonic()
         import matplotlib
 
         matplotlib.use("Agg")
