@@ -53,7 +53,7 @@ def load(path: str | os.PathLike, device: str | torch.device | None = None,
 class AVLM:
     """A model and its processor with the inference entry points (see the module docstring).
 
-    Keyword arguments of the methods: ``batch_size`` (default 8 on an accelerator, 4 on CPU), ``num_workers``
+    Keyword arguments of the methods: ``batch_size`` (default 16 on an accelerator, 4 on CPU), ``num_workers``
     (decoding processes; default one per core but one, 0 for a single item), ``max_new_tokens`` (default 256),
     ``seed`` (for sampling) and any other ``model.generate`` setting (``do_sample``, ``temperature``, ``top_p``, ...).
     """

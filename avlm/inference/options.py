@@ -21,7 +21,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     media.add_argument("--fps", type=float, default=None, help="sample frames at this rate (at most --num-frames)")
     media.add_argument("--no-audio", action="store_true", help="ignore soundtracks: answer from the frames only")
     run = parser.add_argument_group("batching")
-    run.add_argument("--batch-size", type=int, default=None, help="clips per generate call (default: 8 GPU, 4 CPU)")
+    run.add_argument("--batch-size", type=int, default=None, help="clips per generate call (default: 16 GPU, 4 CPU)")
     run.add_argument("--num-workers", type=int, default=None,
                      help="processes decoding clips ahead of the model (default: CPU cores - 1, at most 8)")
     generation = parser.add_argument_group("generation")
