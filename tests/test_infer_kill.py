@@ -1,4 +1,5 @@
-"""`avlm caption` killed with SIGKILL at random moments, then rerun: every clip exactly once, no torn line."""
+"""`avlm caption` killed with SIGKILL at random moments, then rerun: every clip exactly once, no torn line; Ctrl-C
+stops with status 130 after the finished lines."""
 
 from __future__ import annotations
 
@@ -65,3 +66,20 @@ def test_kill_at_random_moments_then_rerun(tmp_path_factory, tmp_path) -> None:
     videos = [json.loads(line)["video"] for line in data.decode().splitlines()]
     assert sorted(videos) == sorted(str(clip) for clip in clips)  # each clip exactly once
     assert 0 < written[0] < len(clips)  # the first kill, at least, landed in the middle of the run
+
+
+def test_ctrl_c_stops_cleanly_with_status_130(tmp_path_factory, tmp_path) -> None:
+    model = tiny_folder(tmp_path_factory)
+    write_clips(tmp_path / "clips", 12)
+    out = tmp_path / "captions.jsonl"
+    argv = ["caption", "--model", str(model), str(tmp_path / "clips"), "-o", str(out), "--batch-size", "1",
+            "--num-workers", "0", "--max-new-tokens", "24"]
+    child = multiprocessing.get_context("fork").Process(target=_caption_in_child, args=(argv,))
+    child.start()
+    start = time.monotonic()
+    while _count(out) == 0 and time.monotonic() - start < 60:
+        time.sleep(0.01)
+    os.kill(child.pid, signal.SIGINT)
+    child.join(timeout=60)
+    assert child.exitcode == 130
+    assert 0 < _count(out) < 12 and out.read_bytes().endswith(b"\n")

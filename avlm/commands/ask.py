@@ -71,4 +71,4 @@ def _run_file(args: argparse.Namespace, kwargs: dict) -> int:
                           num_workers=args.num_workers if args.num_workers is not None else default_num_workers(),
                           generate_kwargs=kwargs, failed=questions.failed, unit="questions")
     print_summary(summary, str(args.output), "questions")
-    return 1 if summary.nothing_done else 0
+    return summary.exit_code

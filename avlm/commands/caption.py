@@ -53,4 +53,4 @@ def run(args: argparse.Namespace) -> int:
                           batch_size=args.batch_size or default_batch_size(model.device), num_workers=workers,
                           generate_kwargs=kwargs, unit="clips")
     print_summary(summary, str(args.output), "clips")
-    return 1 if summary.nothing_done else 0
+    return summary.exit_code

@@ -38,6 +38,13 @@ class JobSummary:
     """Errors of this run, one line each."""
     seconds: float = 0.0
     """Wall time of this run."""
+    interrupted: bool = False
+    """Stopped by Ctrl-C (rerunning the command resumes)."""
+
+    @property
+    def exit_code(self) -> int:
+        """130 after Ctrl-C, 1 when there was work and every request of it failed, else 0."""
+        return 130 if self.interrupted else 1 if self.nothing_done else 0
 
     @property
     def nothing_done(self) -> bool:
@@ -76,11 +83,14 @@ def run_job(model: Any, writer: ResultWriter, requests: Sequence[Request], recor
         return summary
     with _progress(unit) as progress:
         task = progress.add_task(unit, total=len(todo), errors=len(summary.errors))
-        for batch in run_requests(model.model, model.processor, [requests[i] for i in todo], batch_size=batch_size,
-                                  num_workers=num_workers, generate_kwargs=generate_kwargs):
-            for result in batch:
-                _write(writer, records[todo[result.index]], result, answer_field, summary)
-            progress.update(task, advance=len(batch), errors=len(summary.errors))
+        try:
+            for batch in run_requests(model.model, model.processor, [requests[i] for i in todo],
+                                      batch_size=batch_size, num_workers=num_workers, generate_kwargs=generate_kwargs):
+                for result in batch:
+                    _write(writer, records[todo[result.index]], result, answer_field, summary)
+                progress.update(task, advance=len(batch), errors=len(summary.errors))
+        except KeyboardInterrupt:  # Ctrl-C: every finished line is already on disk; report and let the user rerun
+            summary.interrupted = True
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -125,6 +135,9 @@ def print_summary(summary: JobSummary, output: str, unit: str = "clips", max_err
         table.add_row(name, str(value))
     console = Console(stderr=True)
     console.print(table)
+    if summary.interrupted:
+        console.print(f"[yellow]interrupted[/yellow]: {summary.done + len(summary.errors)} results written; run the "
+                      "same command again to resume")
     for error in summary.errors[:max_errors]:
         console.print(f"[red]error:[/red] {error}", markup=True, highlight=False)
     if len(summary.errors) > max_errors:
