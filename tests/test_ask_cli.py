@@ -10,7 +10,7 @@ from infer_support import one_torch_thread, tiny_folder, write_clips
 import avlm
 from avlm.cli import main
 
-OPTIONS = ["--max-new-tokens", "5", "--num-workers", "0"]
+OPTIONS = ["--max-new-tokens", "5", "--num-workers", "0", "--threads", "1"]
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -26,7 +26,8 @@ def _lines(path) -> list[dict]:
 
 
 def _caption(tiny_dir, *args: str) -> int:
-    return main(["caption", "--model", str(tiny_dir), "--max-new-tokens", "4", "--batch-size", "2", *args])
+    return main(["caption", "--model", str(tiny_dir), "--max-new-tokens", "4", "--batch-size", "2", "--threads", "1",
+                 *args])
 
 
 def test_folder_with_bad_clips_then_rerun(tiny_dir, bikes, tmp_path) -> None:

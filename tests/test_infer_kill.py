@@ -44,7 +44,7 @@ def test_kill_at_random_moments_then_rerun(tmp_path_factory, tmp_path) -> None:
     clips = write_clips(tmp_path / "clips", 12)
     out = tmp_path / "captions.jsonl"
     argv = ["caption", "--model", str(model), str(tmp_path / "clips"), "-o", str(out), "--batch-size", "1",
-            "--num-workers", "0", "--max-new-tokens", "24"]
+            "--num-workers", "0", "--threads", "1", "--max-new-tokens", "24"]
     rng = random.Random()
     process = subprocess.Popen([sys.executable, "-m", "avlm", *argv], cwd=Path(__file__).resolve().parents[1],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -73,7 +73,7 @@ def test_ctrl_c_stops_cleanly_with_status_130(tmp_path_factory, tmp_path) -> Non
     write_clips(tmp_path / "clips", 12)
     out = tmp_path / "captions.jsonl"
     argv = ["caption", "--model", str(model), str(tmp_path / "clips"), "-o", str(out), "--batch-size", "1",
-            "--num-workers", "0", "--max-new-tokens", "24"]
+            "--num-workers", "0", "--threads", "1", "--max-new-tokens", "24"]
     child = multiprocessing.get_context("fork").Process(target=_caption_in_child, args=(argv,))
     child.start()
     start = time.monotonic()

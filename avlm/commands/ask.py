@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from avlm.inference.options import generate_kwargs, load_from_args
+    from avlm.inference.options import generate_kwargs, load_from_args, num_workers_and_threads
 
     if (args.question is None) == (args.questions is None):
         raise ValueError("give either --question (with --video and/or --audio) or --questions FILE --output FILE")
@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
 
         audio = None if args.no_audio else args.audio if args.audio is not None else AUTO
         model = load_from_args(args)
+        if args.threads is not None:
+            num_workers_and_threads(args, model.device)
         print(model.ask(args.question, video=args.video, audio=audio, **kwargs))
         return 0
     if args.output is None or args.video is not None or args.audio is not None:
@@ -53,11 +55,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_file(args: argparse.Namespace, kwargs: dict) -> int:
+    import torch
+
     from avlm.inference import ResultWriter
     from avlm.inference.job import print_summary, run_job
-    from avlm.inference.options import load_from_args
+    from avlm.inference.options import load_from_args, num_workers_and_threads
     from avlm.inference.questions import read_questions
-    from avlm.inference.runner import default_batch_size, default_num_workers
+    from avlm.inference.runner import default_batch_size
 
     questions = read_questions(args.questions, use_audio=not args.no_audio)
     with ResultWriter(args.output, key="id") as writer:
@@ -66,9 +70,10 @@ def _run_file(args: argparse.Namespace, kwargs: dict) -> int:
             print(f"all {len(keys)} questions are already in {args.output}; nothing to do")
             return 0
         model = load_from_args(args) if questions.requests else None
+        device = model.device if model else torch.device("cpu")
         summary = run_job(model, writer, questions.requests, questions.records, "answer",
-                          batch_size=args.batch_size or default_batch_size(model.device if model else "cpu"),
-                          num_workers=args.num_workers if args.num_workers is not None else default_num_workers(),
-                          generate_kwargs=kwargs, failed=questions.failed, unit="questions")
+                          batch_size=args.batch_size or default_batch_size(device),
+                          num_workers=num_workers_and_threads(args, device), generate_kwargs=kwargs,
+                          failed=questions.failed, unit="questions")
     print_summary(summary, str(args.output), "questions")
     return summary.exit_code

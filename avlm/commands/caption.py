@@ -32,9 +32,9 @@ def run(args: argparse.Namespace) -> int:
     from avlm.api import DEFAULT_CAPTION_PROMPT
     from avlm.inference import ResultWriter, discover_inputs
     from avlm.inference.job import print_summary, run_job
-    from avlm.inference.options import generate_kwargs, load_from_args
+    from avlm.inference.options import generate_kwargs, load_from_args, num_workers_and_threads
     from avlm.inference.requests import AUTO, Request
-    from avlm.inference.runner import default_batch_size, default_num_workers
+    from avlm.inference.runner import default_batch_size
 
     clips = discover_inputs(args.inputs)
     if not clips:
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         model = load_from_args(args)
         prompt = args.prompt or DEFAULT_CAPTION_PROMPT
         requests = [Request(prompt, str(clip), None if args.no_audio else AUTO) for clip in clips]
-        workers = args.num_workers if args.num_workers is not None else default_num_workers()
+        workers = num_workers_and_threads(args, model.device)
         summary = run_job(model, writer, requests, [{"video": str(clip)} for clip in clips], "caption",
                           batch_size=args.batch_size or default_batch_size(model.device), num_workers=workers,
                           generate_kwargs=kwargs, unit="clips")

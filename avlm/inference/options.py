@@ -6,6 +6,8 @@ import argparse
 import dataclasses
 from typing import Any
 
+import torch
+
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
@@ -24,6 +26,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--batch-size", type=int, default=None, help="clips per generate call (default: 16 GPU, 4 CPU)")
     run.add_argument("--num-workers", type=int, default=None,
                      help="processes decoding clips ahead of the model (default: CPU cores - 1, at most 8)")
+    run.add_argument("--threads", type=int, default=None,
+                     help="torch threads of the main process (default on CPU: the cores the workers leave free, at "
+                          "least 1; oversubscribed cores make CPU generation many times slower)")
     generation = parser.add_argument_group("generation")
     generation.add_argument("--max-new-tokens", type=int, default=256, help="longest answer, in tokens")
     generation.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
@@ -50,8 +55,6 @@ def generate_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 def load_from_args(args: argparse.Namespace) -> Any:
     """``avlm.load`` with ``--model/--device/--dtype``; ``--num-frames/--fps`` replace the processor's settings;
     ``--seed`` seeds torch's generator (sampling)."""
-    import torch
-
     from avlm.api import load
 
     for name in ("batch_size", "num_frames"):
@@ -68,3 +71,18 @@ def load_from_args(args: argparse.Namespace) -> Any:
     if args.seed is not None:
         torch.manual_seed(args.seed)
     return model
+
+
+def num_workers_and_threads(args: argparse.Namespace, device: torch.device) -> int:
+    """The decoding workers (``--num-workers`` or the default); sets the main process's torch threads (``--threads``,
+    or on CPU the cores the workers leave free)."""
+    from avlm.inference.runner import default_num_workers, usable_cores
+
+    workers = args.num_workers if args.num_workers is not None else default_num_workers()
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads {args.threads} must be >= 1")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    elif device.type == "cpu":
+        torch.set_num_threads(max(1, usable_cores() - workers))
+    return workers

@@ -48,10 +48,14 @@ class Result:
         return self.error is None
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def default_num_workers() -> int:
     """Decoding workers: one per CPU core but one (for the main process), at most 8; 0 on a single core."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(0, min(8, cores - 1))
+    return max(0, min(8, usable_cores() - 1))
 
 
 def default_batch_size(device: torch.device | str) -> int:
