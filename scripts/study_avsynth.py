@@ -32,9 +32,11 @@ from avlm.synth import parse_caption
 from vision.preprocess import ImageProcessorConfig
 
 
-def variant_config(name: str, side: int, vocab: int) -> AVLMConfig:
-    """avlm-tiny, optionally wider/deeper, with SigLIP at ``side`` px."""
+def variant_config(name: str, side: int, vocab: int, connector: str) -> AVLMConfig:
+    """avlm-tiny, optionally wider/deeper, with SigLIP at ``side`` px and the given video connector."""
     model = copy.deepcopy(PRESETS["avlm-tiny"].model)
+    model["connectors"]["video"] = {"name": connector, "options": {"grid": side // 4} if connector == "spatial_pool"
+                                    else {}}
     model["encoders"]["video"]["config"]["image_size"] = side
     model["text_config"]["vocab_size"] = vocab
     if name in ("small", "small4"):
@@ -54,7 +56,8 @@ def make_tokenizer(kind: str, vocab: int):
 
     if kind == "synth":  # the tiny tokenizer's words plus AV-Synth's, the latter weighted so they become single tokens
         saved = tokenizer_module.WORDS
-        tokenizer_module.WORDS = saved + (" " + " ".join(vocabulary_words())) * 8
+        words = vocabulary_words()  # answers start a line (no leading space): both forms
+        tokenizer_module.WORDS = saved + (" " + " ".join(words) + "\n" + "\n".join(words)) * 8
         try:
             return tokenizer_module.train_tiny_tokenizer(vocab_size=vocab)
         finally:
@@ -152,6 +155,7 @@ def main() -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--variant", default="tiny", choices=["tiny", "small", "small4"])
     parser.add_argument("--side", type=int, default=16)
+    parser.add_argument("--connector", default="stc_connector_v35", help="video connector (fusion.CONNECTORS)")
     parser.add_argument("--frames", type=int, default=4)
     parser.add_argument("--tokenizer", default="tiny", choices=["tiny", "synth"])
     parser.add_argument("--vocab", type=int, default=512)
@@ -162,6 +166,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tasks", default="", help="comma-separated tasks to train and test on; empty: all")
     parser.add_argument("--results", default="study_results.jsonl")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -176,11 +181,14 @@ def main() -> None:
     if args.test_clips:
         keep = {f"test-{i:05d}" for i in range(args.test_clips)}
         test_records = [r for r in test_records if r.id.rsplit("-", 1)[0] in keep]
+    if args.tasks:
+        train_records = [r for r in train_records if r.task in args.tasks.split(",")]
+        test_records = [r for r in test_records if r.task in args.tasks.split(",")]
     meta = {row["id"]: row for row in map(json.loads, (data / "test_meta.jsonl").read_text().splitlines())}
     media = MediaConfig(num_frames=args.frames, image_frames=2, image_processor=ImageProcessorConfig(size=args.side),
                         audio_features="fbank", max_audio_seconds=10.0)
     tokenizer = make_tokenizer(args.tokenizer, args.vocab)
-    config = variant_config(args.variant, args.side, args.vocab)
+    config = variant_config(args.variant, args.side, args.vocab, args.connector)
     model = AVLMForCausalLM(config)
     processor = Processor(tokenizer, media, config.placeholder_token_ids, config.av_fusion)
     cache = cache_media(train_records + test_records, media)
