@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ask": ("ask", "answer questions about videos and their sound (one, or a JSONL file of them)"),
     "train": ("train", "train from a YAML recipe (overrides, --resume; torchrun for several processes)"),
     "check": ("check", "dry-run a training recipe: validate the data and count tokens per sample"),
+    "eval": ("eval", "evaluate on an annotation file: accuracy per task and question kind, captions, ablations"),
 }
 
 
