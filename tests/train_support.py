@@ -20,23 +20,27 @@ QUESTIONS = {"av": "What colour is the screen?", "video": "Which colour do you s
              "text": "Name a colour."}
 
 
-def make_dataset(folder: Path, counts: dict[str, int] | None = None, name: str = "train.json") -> Path:
-    """Write media under ``folder`` and the annotation list ``folder/name``; returns its path."""
+def make_dataset(folder: Path, counts: dict[str, int] | None = None, name: str = "train.json",
+                 numbered: bool = False) -> Path:
+    """Write media under ``folder`` and the annotation list ``folder/name``; returns its path.
+
+    ``numbered``: each question names its sample ("Clip 3: what colour ...?"), so the answer can be learnt from the
+    text as well as from the media (a few steps suffice to memorise it)."""
     counts = counts if counts is not None else {"av": 4, "video": 2, "audio": 2, "text": 2}
     folder.mkdir(parents=True, exist_ok=True)
     records = []
     for group, count in counts.items():
         for i in range(count):
-            records.append(_record(folder, group, i))
+            records.append(_record(folder, group, i, numbered))
     path = folder / name
     path.write_text(json.dumps(records, indent=1))
     return path
 
 
-def _record(folder: Path, group: str, i: int) -> dict:
+def _record(folder: Path, group: str, i: int, numbered: bool) -> dict:
     colour = i % len(COLOURS)
     record = {"id": f"{group}-{i}"}
-    prompt = QUESTIONS[group]
+    prompt = f"Clip {i}: {QUESTIONS[group].lower()}" if numbered else QUESTIONS[group]
     if group in ("av", "video"):
         frames = np.broadcast_to(np.array(RGB[colour], dtype=np.uint8), (4, 32, 32, 3)).copy()
         record["video"] = write_video(folder / f"{group}-{i}.mp4", frames=frames, fps=4, audio_rate=None).name
@@ -50,14 +54,34 @@ def _record(folder: Path, group: str, i: int) -> dict:
     return record
 
 
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """An avlm-tiny model folder (seed 0), built once per test session and shared by the training tests."""
+    folder = tmp_path_factory.getbasetemp() / "avlm-tiny-train-model"
+    if not (folder / "config.json").is_file():
+        from avlm.builders import build_model
+
+        model, processor = build_model("avlm-tiny", seed=0)
+        model.save_pretrained(folder)
+        processor.save_pretrained(folder)
+    return folder
+
+
+def tiny_data_dir(tmp_path_factory, counts: dict[str, int] | None = None, name: str = "mixed") -> Path:
+    """:func:`make_dataset` once per session and ``counts``; returns the annotation file."""
+    folder = tmp_path_factory.getbasetemp() / f"train-data-{name}"
+    path = folder / "train.json"
+    return path if path.is_file() else make_dataset(folder, counts)
+
+
 def tiny_recipe(source: Path | dict, annotations: Path, output_dir: Path, *overrides: str):
-    """A shipped recipe (or a dict) turned tiny: avlm-tiny, the test data, few steps, no worker processes."""
+    """A shipped recipe (or a dict) turned tiny: the test data, few steps, no worker processes (give the model with
+    an override ``model=...``)."""
     from avlm.train.config import Recipe
 
-    base = ["model=avlm-tiny", f"data.sources=[{{path: {annotations}}}]", "data.num_workers=0",
+    base = [f"data.sources=[{{path: {annotations}}}]", "data.num_workers=0",
             f"train.output_dir={output_dir}", "train.log_every=1", "train.save_every=null", "train.max_steps=3",
             "train.batch_size=2", "train.grad_accum=1", "train.mixed_precision=fp32",
-            "train.gradient_checkpointing=false", "data.mix_ratios=null", "data.mix_anchor=null"]
+            "train.gradient_checkpointing=false", "data.max_length=null"]
     return load_config(Recipe, source, [*base, *overrides])
 
 

@@ -18,8 +18,15 @@ def process_info() -> tuple[int, int]:
     """``(rank, world_size)`` of this process, initialising the process group when launched with several."""
     from accelerate import PartialState
 
-    state = PartialState()
+    state = PartialState(cpu=on_cpu())
     return state.process_index, state.num_processes
+
+
+def on_cpu() -> bool:
+    """No CUDA device: accelerate then needs ``cpu=True`` to run several processes (gloo) under torchrun."""
+    import torch
+
+    return not torch.cuda.is_available()
 
 
 def layer_classes(model: nn.Module) -> list[str]:
@@ -39,7 +46,7 @@ def make_accelerator(train: TrainConfig, distributed: DistributedConfig, model: 
     handlers = [InitProcessGroupKwargs(timeout=datetime.timedelta(minutes=distributed.timeout_minutes)),
                 DistributedDataParallelKwargs(find_unused_parameters=not run_all_encoders(distributed, world_size))]
     precision = "no" if train.mixed_precision == "fp32" else train.mixed_precision
-    options: dict[str, Any] = {"mixed_precision": precision, "kwargs_handlers": handlers}
+    options: dict[str, Any] = {"mixed_precision": precision, "kwargs_handlers": handlers, "cpu": on_cpu()}
     if world_size > 1 and distributed.strategy == "fsdp":
         from accelerate.utils import FullyShardedDataParallelPlugin
 

@@ -1,0 +1,115 @@
+"""The training loop on avlm-tiny (CPU): stored first losses, falling loss, outputs, exact resume, the dummy-encoder
+rule, gradient accumulation and per-part learning rates."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from train_support import read_losses, tiny_data_dir, tiny_model_dir, tiny_recipe
+
+from avlm.train.checkpoints import list_checkpoints
+from avlm.train.loop import train
+
+# First three losses of test_smoke_run (avlm-tiny seed 0, the mixed test data, LLM + connectors trained).
+STORED_FIRST_LOSSES = [6.2228851318359375, 6.231119632720947, 6.088976860046387]
+
+
+def quiet(_: str) -> None:
+    """Discard the loop's messages."""
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return tiny_model_dir(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return tiny_data_dir(tmp_path_factory)
+
+
+def test_smoke_run(model_dir, data, tmp_path):
+    recipe = tiny_recipe({}, data, tmp_path, f"model={model_dir}", "trainable.llm=full", "train.max_steps=8",
+                         "train.lr=1e-2", "train.warmup_ratio=0.1", "train.save_every=4", "train.keep_last=1")
+    result = train(recipe, say=quiet)
+    losses = read_losses(tmp_path)
+    assert losses == result.losses and len(losses) == 8
+    assert losses[:3] == pytest.approx(STORED_FIRST_LOSSES, abs=1e-4)
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.3
+    line = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert set(line["time"]) == {"data_wait", "vision", "audio", "connectors", "llm_forward", "backward", "optimizer"}
+    assert set(line["lr"]) == {"connectors", "llm"} and line["samples"] == 16 and line["tokens_per_s"] > 0
+    assert (tmp_path / "loss.png").stat().st_size > 1000
+    assert [path.name for path in list_checkpoints(tmp_path / "checkpoints")] == ["step-000008"]  # keep_last=1
+    from avlm.model import AVLMForCausalLM
+
+    assert AVLMForCausalLM.from_pretrained(result.final).config.text_config.hidden_size == 32
+
+
+def test_resume_equals_uninterrupted_run(model_dir, data, tmp_path):
+    common = [f"model={model_dir}", "train.max_steps=20", "train.lr=1e-3", "train.batch_size=1", "train.grad_accum=2",
+              "train.warmup_ratio=0.1"]  # LoRA dropout on: the RNG state must be restored too
+    full = train(tiny_recipe({}, data, tmp_path / "full", *common), say=quiet).losses
+    split = tmp_path / "split"
+    first = train(tiny_recipe({}, data, split, *common, "train.save_every=4"), say=quiet, stop_at=10)
+    assert first.final is None and [p.name for p in list_checkpoints(split / "checkpoints")][-1] == "step-000010"
+    crashed = split / "checkpoints" / ".tmp-step-000012"  # a checkpoint write interrupted by a crash
+    crashed.mkdir()
+    (crashed / "state.json").write_text('{"step": 12')
+    second = train(tiny_recipe({}, data, split, *common, "train.resume=auto"), say=quiet)
+    assert len(first.losses) == 10 and len(second.losses) == 10
+    assert max(abs(a - b) for a, b in zip(full, first.losses + second.losses, strict=True)) <= 1e-6
+    assert read_losses(split) == pytest.approx(full, abs=1e-6)  # metrics.jsonl continues without gaps or repeats
+    from avlm.model import AVLMForCausalLM
+
+    final = AVLMForCausalLM.from_pretrained(second.final)
+    assert not any("lora" in name for name, _ in final.named_parameters())  # adapters merged into final/
+
+
+def test_gradient_accumulation_equals_one_big_batch(model_dir, data, tmp_path):
+    common = [f"model={model_dir}", "train.max_steps=3", "train.lr=1e-2", "lora.dropout=0"]
+    big = train(tiny_recipe({}, data, tmp_path / "big", *common, "train.batch_size=4"), say=quiet).losses
+    small = train(tiny_recipe({}, data, tmp_path / "acc", *common, "train.batch_size=2", "train.grad_accum=2"),
+                  say=quiet).losses
+    assert small == pytest.approx(big, abs=1e-5)
+
+
+def test_missing_modality_runs_every_encoder_on_a_dummy(model_dir):
+    from avlm.data.collator import collate
+    from avlm.model import AVLMForCausalLM
+    from avlm.processor import Processor
+    from avlm.train.stages import TrainingForward, labelled_tokens
+
+    model, processor = AVLMForCausalLM.from_pretrained(model_dir), Processor.from_pretrained(model_dir)
+    sample = processor.sample("What colour?", torch.zeros(4, 16, 16, 3, dtype=torch.uint8))  # video only
+    sample["labels"] = sample["input_ids"].clone()
+    batch = collate([sample], processor.tokenizer.pad_token_id)
+    num_items = torch.tensor(labelled_tokens(batch))
+    losses = {}
+    for run_all in (False, True):
+        model.zero_grad()
+        forward = TrainingForward(model, processor.config, run_all_encoders=run_all)
+        losses[run_all] = forward(batch, num_items)
+        losses[run_all].backward()
+        audio_grads = [p.grad for p in model.connectors["audio"].parameters()]
+        if run_all:  # the audio branch ran (gradients exist) and contributed exactly nothing
+            assert all(g is not None and not g.any() for g in audio_grads) and forward.times["audio"] > 0
+        else:
+            assert all(g is None for g in audio_grads) and forward.times["audio"] == 0
+    assert losses[True].item() == losses[False].item()
+
+
+def test_part_learning_rates_and_decay_groups(model_dir):
+    from avlm.recipe_config import load_config
+    from avlm.train.config import Recipe
+    from avlm.train.setup import build_optimizer, prepare_model
+
+    overrides = ["train.lr=1e-3", "train.part_lrs={connectors: 5e-4}", "train.weight_decay=0.1",
+                 "trainable.encoders.audio=full"]
+    recipe = load_config(Recipe, {"model": str(model_dir)}, overrides)
+    model, _, _ = prepare_model(recipe)
+    groups = {(g["name"], g["weight_decay"]): g["lr"] for g in build_optimizer(model, recipe.train).param_groups}
+    assert groups == {("connectors", 0.0): 5e-4, ("connectors", 0.1): 5e-4, ("encoders", 0.0): 1e-3,
+                      ("encoders", 0.1): 1e-3, ("lora", 0.1): 1e-3}
