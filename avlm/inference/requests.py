@@ -88,11 +88,11 @@ def _prepare(processor: Any, request: Request, index: int) -> Prepared:
     if request.video is not None:
         sample["video"], span = load_video_frames(_as_path(request.video), config)
         seconds = None if span is None else float(span[1] - span[0])
-    if audio_source == AUTO:
+    if _is_auto(audio_source):
         audio_source = _soundtrack(request.video)
     if audio_source is not None:
         features = _audio_features(audio_source, config, span if _same_file(request.video, audio_source) else None,
-                                   optional=request.audio == AUTO)
+                                   optional=_is_auto(request.audio))
         if features is not None:
             sample["audio"] = features
     modalities = [name for name in ("video", "audio") if name in sample]
@@ -100,6 +100,10 @@ def _prepare(processor: Any, request: Request, index: int) -> Prepared:
     sample["labels"] = torch.full_like(sample["input_ids"], -100)
     frames = len(sample["video"]) if "video" in sample else 0
     return Prepared(index, sample, num_frames=frames, has_audio="audio" in sample, seconds=seconds)
+
+
+def _is_auto(audio: Any) -> bool:
+    return isinstance(audio, str) and audio == AUTO
 
 
 def _audio_features(source: Any, config: Any, span: tuple[float, float] | None, optional: bool) -> torch.Tensor | None:
