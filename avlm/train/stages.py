@@ -71,7 +71,11 @@ class TrainingForward(nn.Module):
             out = self.model(inputs_embeds=merged.inputs_embeds, attention_mask=merged.attention_mask,
                              position_ids=merged.position_ids, labels=merged.labels, num_items_in_batch=num_items)
         loss = out.loss * world_size
-        return loss + sum(zero_terms) if zero_terms else loss
+        if zero_terms:
+            loss = loss + sum(zero_terms)
+        if not loss.requires_grad:  # the batch touched no trained part (e.g. text-only while only audio trains)
+            loss = loss + sum(parameter.sum() * 0.0 for parameter in self.parameters() if parameter.requires_grad)
+        return loss
 
     def _run_modality(self, modality: str, inputs: tuple[torch.Tensor, torch.Tensor | None]) -> list[torch.Tensor]:
         encoder = self.model.encoders[modality]
