@@ -70,13 +70,19 @@ def test_list_file_no_audio_num_frames_and_partial_resume(tiny_dir, tmp_path) ->
     assert {r["video"]: r["caption"] for r in again} == {r["video"]: r["caption"] for r in records}
 
 
-def test_exit_status(tiny_dir, tmp_path, capsys) -> None:
+def test_exit_status_and_retry_errors(tiny_dir, tmp_path, capsys) -> None:
+    clip = write_clips(tmp_path / "clips", 1)[0]
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"")
     out = tmp_path / "out.jsonl"
     assert _caption(tiny_dir, str(bad), str(tmp_path / "gone.mp4"), "-o", str(out), "--num-workers", "0") == 1
     assert len(_lines(out)) == 2 and all("error" in r for r in _lines(out))
     assert _caption(tiny_dir, str(bad), "-o", str(out)) == 0  # nothing left to do is not a failure
+    bad.write_bytes(clip.read_bytes())  # fixed since
+    assert _caption(tiny_dir, str(bad), "-o", str(out), "--retry-errors") == 0
+    assert [("error" in r, r["video"]) for r in _lines(out)] == [(True, str(tmp_path / "gone.mp4")), (False, str(bad))]
+    assert _caption(tiny_dir, str(tmp_path / "gone.mp4"), "-o", str(out), "--retry-errors") == 1  # still gone
+    assert [("error" in r, r["video"]) for r in _lines(out)] == [(False, str(bad)), (True, str(tmp_path / "gone.mp4"))]
     (tmp_path / "empty").mkdir()
     assert _caption(tiny_dir, str(tmp_path / "empty"), "-o", str(out)) == 2
     assert "no video files found" in capsys.readouterr().err

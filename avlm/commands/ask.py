@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     many = parser.add_argument_group("a file of questions")
     many.add_argument("--questions", type=Path, default=None, help="JSONL file of questions")
     many.add_argument("--output", "-o", type=Path, default=None, help="JSONL answers file (appended; resumes)")
+    many.add_argument("--retry-errors", action="store_true",
+                      help="remove the error lines of an earlier run from the output first, so they are retried")
     add_model_arguments(parser)
 
 
@@ -61,11 +63,14 @@ def _run_file(args: argparse.Namespace, kwargs: dict) -> int:
     from avlm.inference.job import print_summary, run_job
     from avlm.inference.options import load_from_args, num_workers_and_threads
     from avlm.inference.questions import read_questions
+    from avlm.inference.results import drop_errors
     from avlm.inference.runner import default_batch_size
 
     questions = read_questions(args.questions, use_audio=not args.no_audio)
+    keys = [str(record["id"]) for record in questions.records + questions.failed]
+    if args.retry_errors and args.output.exists():
+        print(f"retrying {drop_errors(args.output, 'id', keys)} questions that failed in an earlier run")
     with ResultWriter(args.output, key="id") as writer:
-        keys = [str(record["id"]) for record in questions.records + questions.failed]
         if all(key in writer.done for key in keys):
             print(f"all {len(keys)} questions are already in {args.output}; nothing to do")
             return 0

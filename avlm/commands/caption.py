@@ -23,6 +23,8 @@ from avlm.inference.options import add_model_arguments
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUTS", help="video files, folders, or .txt lists of paths")
     parser.add_argument("--output", "-o", type=Path, required=True, help="JSONL results file (appended; resumes)")
+    parser.add_argument("--retry-errors", action="store_true",
+                        help="remove the error lines of an earlier run from the output first, so they are retried")
     parser.add_argument("--prompt", default=None, help="instruction given with every clip "
                                                        "(default: 'Describe this video in detail.')")
     add_model_arguments(parser)
@@ -34,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from avlm.inference.job import print_summary, run_job
     from avlm.inference.options import generate_kwargs, load_from_args, num_workers_and_threads
     from avlm.inference.requests import AUTO, Request
+    from avlm.inference.results import drop_errors
     from avlm.inference.runner import default_batch_size
 
     clips = discover_inputs(args.inputs)
@@ -41,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"no video files found in {args.inputs}; give files, folders with video files "
                          "(.mp4, .mkv, ...), or a .txt list of paths")
     kwargs = generate_kwargs(args)
+    if args.retry_errors and args.output.exists():
+        print(f"retrying {drop_errors(args.output, 'video', map(str, clips))} clips that failed in an earlier run")
     with ResultWriter(args.output, key="video") as writer:
         if all(str(clip) in writer.done for clip in clips):
             print(f"all {len(clips)} clips are already in {args.output}; nothing to do")

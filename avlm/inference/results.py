@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,37 @@ def read_done(path: str | os.PathLike, key: str) -> dict[str, dict[str, Any]]:
             raise ValueError(f"{path}:{number}: record has no {key!r} field; pass another --output")
         done[str(record[key])] = record
     return done
+
+
+def drop_errors(path: str | os.PathLike, key: str, keys: Iterable[str] | None = None) -> int:
+    """Remove ``error`` records from a results file, so a rerun retries those inputs; returns how many.
+
+    Args:
+        path: the results file.
+        key: the record field that names the input (``"video"``, ``"id"``).
+        keys: remove only the errors of these inputs (``str(record[key])``); None: every error.
+
+    The file is rewritten to a temporary file next to it, fsynced and renamed over the original: a crash leaves
+    either the old or the new file, never a mix.
+    """
+    path = Path(path)
+    read_done(path, key)  # checks the file and cuts a torn last line
+    wanted = None if keys is None else set(keys)
+    kept, dropped = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+        record = json.loads(line)
+        if "error" in record and (wanted is None or str(record[key]) in wanted):
+            dropped += 1
+        else:
+            kept.append(line)
+    if dropped:
+        temporary = path.with_name(path.name + ".tmp")
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.writelines(kept)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    return dropped
 
 
 class ResultWriter:
