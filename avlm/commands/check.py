@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if problems:
         console.print(f"[bold red]{len(problems)} problem(s):[/]")
         for problem in problems:
-            console.print(f"  {problem}", markup=False)
+            console.print(f"  {problem}", markup=False, soft_wrap=True)
         return 1
     console.print(f"[green]ok[/]: {len(records)} samples ready for {args.recipe}")
     return 0
@@ -122,6 +122,6 @@ def _print_budget(console: Any, rows: list, totals: Any, max_length: int, limit:
                       f"truncated[/] (text cut from the end):")
         for row in ordered:
             if row.truncated:
-                console.print(f"  {row.id} ({row.location}): {row.total} tokens", markup=False)
+                console.print(f"  {row.id} ({row.location}): {row.total} tokens", markup=False, soft_wrap=True)
     else:
         console.print(f"no sample exceeds {max_length} tokens")
