@@ -154,14 +154,24 @@ def _names_a_file(error: BaseException, request: Request) -> bool:
 
 
 class PrepareDataset(torch.utils.data.Dataset):
-    """Map-style dataset over requests: item ``i`` is ``prepare(processor, requests[i], i)`` (run in a worker)."""
+    """Map-style dataset over requests: item ``i`` is ``prepare(processor, requests[i], i)`` (run in a worker).
 
-    def __init__(self, processor: Any, requests: list[Request]) -> None:
+    ``media_dtype``: float media are cast to it in the worker (the model's dtype: a bf16 model gets half the bytes
+    through shared memory and the collate copy; the values are those the model would cast to anyway).
+    """
+
+    def __init__(self, processor: Any, requests: list[Request], media_dtype: torch.dtype | None = None) -> None:
         self.processor = processor
         self.requests = requests
+        self.media_dtype = media_dtype
 
     def __len__(self) -> int:
         return len(self.requests)
 
     def __getitem__(self, index: int) -> Prepared:
-        return prepare(self.processor, self.requests[index], index)
+        item = prepare(self.processor, self.requests[index], index)
+        if item.sample is not None and self.media_dtype is not None:
+            for name in ("video", "audio"):
+                if name in item.sample:
+                    item.sample[name] = item.sample[name].to(self.media_dtype)
+        return item

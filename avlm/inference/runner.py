@@ -84,7 +84,7 @@ def run_requests(model: Any, processor: Any, requests: Sequence[Request], *, bat
     window = sort_window if sort_window is not None else 2 * batch_size
     # while a window is being answered, the workers prepare the next one: at least a window in flight
     loader = torch.utils.data.DataLoader(
-        PrepareDataset(processor, list(requests)), batch_size=None, shuffle=False,
+        PrepareDataset(processor, list(requests), model.dtype), batch_size=None, shuffle=False,
         num_workers=num_workers, collate_fn=_identity, worker_init_fn=_one_thread if num_workers else None,
         prefetch_factor=max(2, math.ceil(window / num_workers)) if num_workers else None)
     pending: list[Prepared] = []
