@@ -87,6 +87,7 @@ def _prepare(processor: Any, request: Request, index: int) -> Prepared:
     span, seconds, audio_source = None, None, request.audio
     if request.video is not None:
         sample["video"], span = load_video_frames(_as_path(request.video), config)
+        span = span if span is not None else _clip_span(request.video)
         seconds = None if span is None else float(span[1] - span[0])
     if _is_auto(audio_source):
         audio_source = _soundtrack(request.video)
@@ -100,6 +101,13 @@ def _prepare(processor: Any, request: Request, index: int) -> Prepared:
     sample["labels"] = torch.full_like(sample["input_ids"], -100)
     frames = len(sample["video"]) if "video" in sample else 0
     return Prepared(index, sample, num_frames=frames, has_audio="audio" in sample, seconds=seconds)
+
+
+def _clip_span(video: Any) -> tuple[float, float] | None:
+    """The span a ``VideoClip`` was read from (the VideoLLaMA2 frame loader does not return it for clips)."""
+    from vision import VideoClip
+
+    return (video.start, video.end) if isinstance(video, VideoClip) and video.backend != "pil" else None
 
 
 def _is_auto(audio: Any) -> bool:
