@@ -56,6 +56,7 @@ class AVLM:
     Keyword arguments of the methods: ``batch_size`` (default 16 on an accelerator, 4 on CPU), ``num_workers``
     (decoding processes; default one per core but one, 0 for a single item), ``max_new_tokens`` (default 256),
     ``seed`` (for sampling) and any other ``model.generate`` setting (``do_sample``, ``temperature``, ``top_p``, ...).
+    Decoding is greedy unless ``do_sample=True`` (the sampling defaults of a checkpoint's generation_config are off).
     """
 
     def __init__(self, model: Any, processor: Any) -> None:

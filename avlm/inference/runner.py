@@ -22,6 +22,8 @@ import torch
 
 from avlm.inference.requests import Prepared, PrepareDataset, Request
 
+SAMPLING_SETTINGS = ("temperature", "top_p", "top_k")
+
 
 @dataclass
 class Result:
@@ -112,15 +114,26 @@ def _answer_window(model: Any, processor: Any, items: list[Prepared], batch_size
 
 def generate_texts(model: Any, processor: Any, samples: list[dict[str, Any]],
                    generate_kwargs: dict[str, Any]) -> list[str]:
-    """Collate samples (left padding), generate, and decode the new tokens of each row (special tokens skipped)."""
+    """Collate samples (left padding), generate (greedy unless ``do_sample=True``: :func:`greedy_unless_sampling`),
+    and decode the new tokens of each row (special tokens skipped)."""
     from avlm.data.collator import collate
     from avlm.model import MODEL_INPUT_NAMES
 
     batch = collate(samples, processor.tokenizer.pad_token_id, "left")
     inputs = {key: _to(batch[key], model) for key in MODEL_INPUT_NAMES if key in batch and key != "labels"}
     with torch.inference_mode():
-        new_tokens = model.generate(**inputs, **generate_kwargs)
+        new_tokens = model.generate(**inputs, **greedy_unless_sampling(generate_kwargs))
     return [text.strip() for text in processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+
+
+def greedy_unless_sampling(generate_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Greedy decoding unless ``do_sample=True`` is given, as in VideoLLaMA2's inference: the sampling settings a
+    checkpoint's ``generation_config`` may carry (official folders: ``do_sample`` true, temperature 0.7, top_p 0.8,
+    top_k 20) are then switched off instead of silently sampling."""
+    if generate_kwargs.get("do_sample", False):
+        return generate_kwargs
+    off = {name: None for name in SAMPLING_SETTINGS if name not in generate_kwargs}
+    return {**generate_kwargs, "do_sample": False, **off}
 
 
 def _to(tensor: torch.Tensor, model: Any) -> torch.Tensor:
