@@ -65,7 +65,13 @@ def make_accelerator(train: TrainConfig, distributed: DistributedConfig, model: 
             zero_stage=distributed.zero_stage, gradient_accumulation_steps=1,
             gradient_clipping=train.max_grad_norm or 0.0,
             offload_optimizer_device="cpu" if distributed.cpu_offload else "none")
-    return Accelerator(**options)
+    accelerator = Accelerator(**options)
+    wanted = {"fsdp": "FSDP", "deepspeed": "DEEPSPEED"}.get(distributed.strategy)
+    if world_size > 1 and wanted and accelerator.distributed_type.name != wanted:
+        raise ValueError(f"distributed.strategy={distributed.strategy} was not applied: accelerate runs "
+                         f"{accelerator.distributed_type.name} here (FSDP and DeepSpeed need GPUs); use "
+                         f"distributed.strategy=ddp on CPU")
+    return accelerator
 
 
 def run_all_encoders(distributed: DistributedConfig, world_size: int) -> bool:

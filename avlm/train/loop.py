@@ -17,7 +17,13 @@ from typing import Any
 
 import torch
 
-from avlm.train.checkpoints import find_resume_checkpoint, read_checkpoint, read_rng, write_checkpoint
+from avlm.train.checkpoints import (
+    find_resume_checkpoint,
+    list_checkpoints,
+    read_checkpoint,
+    read_rng,
+    write_checkpoint,
+)
 from avlm.train.config import Recipe
 from avlm.train.distributed import is_sharded, make_accelerator, process_info, run_all_encoders
 from avlm.train.final import write_final
@@ -80,6 +86,9 @@ def train(recipe: Recipe, say: Any = print, stop_at: int | None = None) -> Train
     sharded = is_sharded(recipe.distributed, world_size)
     root = Path(config.output_dir) / "checkpoints"
     resume = find_resume_checkpoint(root, config.resume)
+    if resume is None and config.resume is None and list_checkpoints(root):
+        raise ValueError(f"{root} already holds checkpoints of an earlier run; continue it with --resume "
+                         f"(train.resume=auto) or choose another train.output_dir")
     step, samples = 0, 0
     if resume is not None:
         state = read_checkpoint(resume, accelerator, model, optimizer, scheduler, sharded)
