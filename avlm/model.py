@@ -37,6 +37,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from avlm.config import AVLMConfig
 from avlm.loss import causal_lm_loss
+from avlm.packing import pack_sequences
 from avlm.splice import MergedInputs, item_counts, merge_media
 
 # Keys of an avlm.data.collate batch (or a Processor output) that forward / generate take; the rest (ids,
@@ -215,6 +216,7 @@ class AVLMForCausalLM(PreTrainedModel, GenerationMixin):
         inputs_embeds: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         return_logits: bool | None = None,
+        pack: bool = False,
         **llm_kwargs: Any,
     ) -> Any:
         """Logits and/or the loss of the spliced sequence: logits [b, L', vocab], loss a scalar.
@@ -227,12 +229,20 @@ class AVLMForCausalLM(PreTrainedModel, GenerationMixin):
         :func:`avlm.loss.causal_lm_loss`: the LM head scores just the labelled positions, in chunks, so the
         ``[b, L', vocab]`` fp32 logits of Hugging Face's loss are never built (same value up to float summation
         order). LLMs whose head is more than a projection (logit soft-capping or scaling) use the LLM's own loss.
+
+        ``pack=True`` runs the LLM on one row of the real tokens only (:func:`avlm.packing.pack_sequences`: positions
+        restart per sample, no padding FLOPs; same loss). Logits, if asked for, are then ``[1, T, vocab]``.
         """
         if inputs_embeds is None:
             merged = self.embed_multimodal(input_ids, attention_mask, labels, video_pixels, video_frame_counts,
                                            video_sample_index, audio_features, audio_lengths, audio_sample_index)
             inputs_embeds, attention_mask, position_ids, labels = (
                 merged.inputs_embeds, merged.attention_mask, merged.position_ids, merged.labels)
+        if pack:
+            packed = pack_sequences(inputs_embeds, attention_mask, labels)
+            inputs_embeds, position_ids, labels = packed.inputs_embeds, packed.position_ids, packed.labels
+            attention_mask = None
+            llm_kwargs["use_cache"] = False  # transformers applies the per-sample mask only without a cache
         if labels is not None and not return_logits and _plain_head(self.config.text_config):
             return self._loss_only(inputs_embeds, attention_mask, position_ids, labels, llm_kwargs)
         return self.llm(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
