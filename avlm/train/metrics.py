@@ -80,7 +80,7 @@ class MetricsLog:
         first = next(iter(self.history[0]["lr"]))
         rates.plot(steps, [line["lr"][first] for line in self.history], color="tab:orange", alpha=0.6)
         rates.set_ylabel(f"lr ({first})")
-        figure.tight_layout()
+        figure.subplots_adjust(left=0.1, right=0.88, bottom=0.12, top=0.95)  # fixed margins: tight_layout costs 0.3 s
         temporary = self.plot_path.with_suffix(".tmp.png")
         figure.savefig(temporary, dpi=100)
         pyplot.close(figure)
