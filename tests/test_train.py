@@ -41,6 +41,7 @@ def test_smoke_run(model_dir, data, tmp_path):
     line = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
     assert set(line["time"]) == {"data_wait", "vision", "audio", "connectors", "llm_forward", "backward", "optimizer"}
     assert set(line["lr"]) == {"connectors", "llm"} and line["samples"] == 16 and line["tokens_per_s"] > 0
+    assert line["grad_norm"] > 0
     assert (tmp_path / "loss.png").stat().st_size > 1000
     assert [path.name for path in list_checkpoints(tmp_path / "checkpoints")] == ["step-000008"]  # keep_last=1
     from avlm.model import AVLMForCausalLM
@@ -57,6 +58,8 @@ def test_resume_equals_uninterrupted_run(model_dir, data, tmp_path):
     split = tmp_path / "split"
     first = train(tiny_recipe({}, data, split, *common, "train.save_every=4"), say=quiet, stop_at=10)
     assert first.final is None and [p.name for p in list_checkpoints(split / "checkpoints")][-1] == "step-000010"
+    with pytest.raises(ValueError, match="already holds checkpoints"):  # a fresh run must not mix with them
+        train(tiny_recipe({}, data, split, *common), say=quiet)
     crashed = split / "checkpoints" / ".tmp-step-000012"  # a checkpoint write interrupted by a crash
     crashed.mkdir()
     (crashed / "state.json").write_text('{"step": 12')
@@ -68,6 +71,18 @@ def test_resume_equals_uninterrupted_run(model_dir, data, tmp_path):
 
     final = AVLMForCausalLM.from_pretrained(second.final)
     assert not any("lora" in name for name, _ in final.named_parameters())  # adapters merged into final/
+
+
+def test_unmerged_adapter_kept_with_merge_lora_false(model_dir, data, tmp_path):
+    from avlm.lora import load_adapter, read_adapter_meta
+    from avlm.model import AVLMForCausalLM
+
+    recipe = tiny_recipe({}, data, tmp_path, f"model={model_dir}", "train.max_steps=1", "train.merge_lora=false")
+    final = train(recipe, say=quiet).final
+    assert read_adapter_meta(final / "adapter")["base_model"] == str(model_dir)
+    base = AVLMForCausalLM.from_pretrained(model_dir)
+    load_adapter(base, final / "adapter")  # the adapter fits its base; final/ itself is the merged model
+    assert (final / "config.json").is_file()
 
 
 def test_gradient_accumulation_equals_one_big_batch(model_dir, data, tmp_path):

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         from avlm.recipe_docs import describe
 
         for name, text in describe(Recipe).items():
-            print(f"{name:34} {text}")
+            print(f"{name:34} {' '.join(text.split())}")
         return 0
     if args.recipe is None:
         raise SystemExit("avlm train: give a recipe YAML (e.g. avlm/recipes/align.yaml) or --help-recipe")

@@ -28,7 +28,7 @@ from avlm.train.config import Recipe
 from avlm.train.distributed import is_sharded, make_accelerator, process_info, run_all_encoders
 from avlm.train.final import write_final
 from avlm.train.metrics import MetricsLog, format_fields, progress_bar
-from avlm.train.setup import build_optimizer, build_scheduler, build_setup, total_steps
+from avlm.train.setup import TrainingSetup, build_optimizer, build_scheduler, build_setup, total_steps
 from avlm.train.stages import STAGES, TrainingForward, labelled_tokens, to_device
 from avlm.train.stream import DataStream
 
@@ -56,7 +56,39 @@ class _Window:
     samples: int = 0
     tokens: int = 0
     media_errors: int = 0
+    grad_norm: float | None = None
+    """Of the last step, before clipping (None without train.max_grad_norm)."""
     times: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TIMES, 0.0))
+
+
+@dataclass
+class _Run:
+    """The objects of one run, shared by the helpers below."""
+
+    recipe: Recipe
+    setup: TrainingSetup
+    accelerator: Any
+    forward: TrainingForward
+    wrapped: Any
+    optimizer: Any
+    scheduler: Any
+    steps: int
+    world_size: int
+    say: Any
+    step: int = 0
+    samples: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    @property
+    def sharded(self) -> bool:
+        return is_sharded(self.recipe.distributed, self.world_size)
+
+    @property
+    def root(self) -> Path:
+        return Path(self.recipe.train.output_dir) / "checkpoints"
 
 
 def train(recipe: Recipe, say: Any = print, stop_at: int | None = None) -> TrainResult:
@@ -65,78 +97,93 @@ def train(recipe: Recipe, say: Any = print, stop_at: int | None = None) -> Train
     ``stop_at``: leave after this step with a checkpoint and no final/, as a pre-empted or time-limited job would;
     a later run with ``resume="auto"`` continues exactly where it stopped.
     """
-    config = recipe.train
     _check(recipe)
+    run = _start(recipe, say)
+    _restore(run)
+    losses = _train_steps(run, stop_at)
+    final = None
+    if run.step < run.steps:
+        if run.main:
+            say(f"stopped at step {run.step} of {run.steps}; continue with --resume")
+    else:
+        final = write_final(recipe, run.accelerator, run.wrapped, run.setup.model, run.setup.processor, run.sharded)
+        if run.main:
+            say(f"wrote {final}")
+    run.accelerator.end_training()
+    return TrainResult(final, run.step, losses)
+
+
+def _start(recipe: Recipe, say: Any) -> _Run:
+    """Model, data, accelerator, optimizer and schedule of a run."""
+    config = recipe.train
     rank, world_size = process_info()
     setup = build_setup(recipe, rank, world_size)
-    model, data = setup.model, setup.data
     if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    accelerator = make_accelerator(config, recipe.distributed, model, world_size)
-    main = accelerator.is_main_process
-    if main:
-        say(data.report.summary())
+        setup.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    accelerator = make_accelerator(config, recipe.distributed, setup.model, world_size)
+    if accelerator.is_main_process:
+        say(setup.data.report.summary())
         say("trainable parameters: " + ", ".join(f"{part} {count:,}" for part, count in setup.trainable_counts.items()
                                                   if count))
-    forward = TrainingForward(model, setup.processor.config, run_all_encoders(recipe.distributed, world_size))
-    optimizer = build_optimizer(model, config)
-    steps = total_steps(config, len(data.loader))
+    forward = TrainingForward(setup.model, setup.processor.config, run_all_encoders(recipe.distributed, world_size))
+    optimizer = build_optimizer(setup.model, config)
+    steps = total_steps(config, len(setup.data.loader))
     scheduler = build_scheduler(optimizer, config, steps)
     wrapped, optimizer = accelerator.prepare(forward, optimizer)
-    sharded = is_sharded(recipe.distributed, world_size)
-    root = Path(config.output_dir) / "checkpoints"
-    resume = find_resume_checkpoint(root, config.resume)
-    if resume is None and config.resume is None and list_checkpoints(root):
-        raise ValueError(f"{root} already holds checkpoints of an earlier run; continue it with --resume "
+    return _Run(recipe, setup, accelerator, forward, wrapped, optimizer, scheduler, steps, world_size, say)
+
+
+def _restore(run: _Run) -> None:
+    """Continue from the checkpoint ``train.resume`` names (model, optimizer, schedule, data position, RNG), or seed
+    a fresh run; a fresh run refuses an output folder that holds checkpoints."""
+    config = run.recipe.train
+    resume = find_resume_checkpoint(run.root, config.resume)
+    if resume is None and config.resume is None and list_checkpoints(run.root):
+        raise ValueError(f"{run.root} already holds checkpoints of an earlier run; continue it with --resume "
                          f"(train.resume=auto) or choose another train.output_dir")
-    step, samples = 0, 0
-    if resume is not None:
-        state = read_checkpoint(resume, accelerator, model, optimizer, scheduler, sharded)
-        data.sampler.load_state_dict(state["sampler"])
-        step, samples = state["step"], state["samples"]
-        read_rng(resume, rank)
-        if main:
-            say(f"resumed from {resume} at step {step}")
-    else:
+    if resume is None:
         from accelerate.utils import set_seed
 
-        set_seed(config.seed + rank)
-    if step >= steps and main:
-        say(f"the run already has {step} of {steps} steps; writing final/ only")
-    stream, metrics = DataStream(data.sampler, data.loader), MetricsLog(Path(config.output_dir), step, main)
+        set_seed(config.seed + run.accelerator.process_index)
+        return
+    state = read_checkpoint(resume, run.accelerator, run.setup.model, run.optimizer, run.scheduler, run.sharded)
+    run.setup.data.sampler.load_state_dict(state["sampler"])
+    run.step, run.samples = state["step"], state["samples"]
+    read_rng(resume, run.accelerator.process_index)
+    if run.main:
+        run.say(f"resumed from {resume} at step {run.step}" + (" (all steps done; writing final/)"
+                                                                 if run.step >= run.steps else ""))
+
+
+def _train_steps(run: _Run, stop_at: int | None) -> list[float]:
+    """Steps until the end (or ``stop_at``), with metrics lines, progress and checkpoints; returns the losses."""
+    config = run.recipe.train
+    data = run.setup.data
+    stream = DataStream(data.sampler, data.loader)
+    metrics = MetricsLog(Path(config.output_dir), run.step, run.main)
     window, losses = _Window(), []
-    wrapped.train()
-    with progress_bar(main) as bar:
-        task = bar.add_task("train", total=steps, completed=step, loss="-", lr="-", rate="")
-        while step < min(steps, stop_at or steps):
-            loss = _step(accelerator, wrapped, forward, optimizer, scheduler, stream, config, world_size, window)
-            step += 1
-            losses.append(loss)
-            if step % config.log_every == 0 or step == steps:
-                samples += window.samples
-                line = _metrics_line(step, stream.epoch, optimizer, window, samples)
+    run.wrapped.train()
+    with progress_bar(run.main) as bar:
+        task = bar.add_task("train", total=run.steps, completed=run.step, loss="-", lr="-", rate="")
+        while run.step < min(run.steps, stop_at or run.steps):
+            losses.append(_step(run, stream, window))
+            run.step += 1
+            if run.step % config.log_every == 0 or run.step == run.steps:
+                run.samples += window.samples
+                line = _metrics_line(run.step, stream.epoch, run.optimizer, window, run.samples)
                 metrics.write(line)
                 metrics.plot()
                 bar.update(task, **format_fields(line))
                 window = _Window()
-            bar.update(task, completed=step)
-            at_save = config.save_every is not None and (step % config.save_every == 0 or step == steps)
-            if at_save or step == stop_at:
-                samples_now = samples + window.samples
-                write_checkpoint(root, step, accelerator, model, optimizer, scheduler,
-                                 {"sampler": stream.state_dict(), "samples": samples_now}, sharded, config.keep_last)
+            bar.update(task, completed=run.step)
+            every = config.save_every
+            if (every is not None and (run.step % every == 0 or run.step == run.steps)) or run.step == stop_at:
+                state = {"sampler": stream.state_dict(), "samples": run.samples + window.samples}
+                write_checkpoint(run.root, run.step, run.accelerator, run.setup.model, run.optimizer, run.scheduler,
+                                 state, run.sharded, config.keep_last)
                 metrics.plot(force=True)
     metrics.plot(force=True)
-    if step < steps:
-        if main:
-            say(f"stopped at step {step} of {steps}; continue with --resume")
-        accelerator.end_training()
-        return TrainResult(None, step, losses)
-    final = write_final(recipe, accelerator, wrapped, model, setup.processor, sharded)
-    if main:
-        say(f"wrote {final}")
-    accelerator.end_training()
-    return TrainResult(final, step, losses)
+    return losses
 
 
 def _check(recipe: Recipe) -> None:
@@ -149,9 +196,10 @@ def _check(recipe: Recipe) -> None:
                          f"{recipe.model}` and set model=DIR, or keep train.merge_lora=true")
 
 
-def _step(accelerator: Any, wrapped: Any, forward: TrainingForward, optimizer: Any, scheduler: Any,
-          stream: DataStream, config: Any, world_size: int, window: _Window) -> float:
+def _step(run: _Run, stream: DataStream, window: _Window) -> float:
     """One optimizer step over ``grad_accum`` micro-batches; returns the step's global loss (token mean)."""
+    accelerator, wrapped, forward, optimizer = run.accelerator, run.wrapped, run.forward, run.optimizer
+    config, world_size = run.recipe.train, run.world_size
     device = accelerator.device
     start = time.perf_counter()
     batches = [stream.next() for _ in range(config.grad_accum)]
@@ -177,9 +225,9 @@ def _step(accelerator: Any, wrapped: Any, forward: TrainingForward, optimizer: A
         tokens += forward.tokens
     begin = time.perf_counter()
     if config.max_grad_norm is not None:
-        accelerator.clip_grad_norm_(wrapped.parameters(), config.max_grad_norm)
+        window.grad_norm = float(accelerator.clip_grad_norm_(wrapped.parameters(), config.max_grad_norm))
     optimizer.step()
-    scheduler.step()
+    run.scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     _sync(device)
     window.times["optimizer"] += time.perf_counter() - begin
@@ -204,7 +252,8 @@ def _metrics_line(step: int, epoch: int, optimizer: Any, window: _Window, sample
     for group in optimizer.param_groups:
         rates.setdefault(group["name"], group["lr"])
     seconds = max(window.seconds, 1e-9)
-    return {"step": step, "epoch": epoch, "loss": window.loss / window.steps, "lr": rates, "samples": samples,
-            "samples_per_s": window.samples / seconds, "tokens_per_s": window.tokens / seconds,
+    return {"step": step, "epoch": epoch, "loss": window.loss / window.steps, "lr": rates,
+            "grad_norm": window.grad_norm, "samples": samples, "samples_per_s": window.samples / seconds,
+            "tokens_per_s": window.tokens / seconds,
             "media_errors": window.media_errors,
             "time": {name: value / window.steps for name, value in window.times.items()}}
