@@ -12,8 +12,10 @@ projector, then a per-sample Python loop cutting each prompt at its placeholder 
 embeddings, a right-padded batch, ``llm(inputs_embeds, attention_mask).logits`` over every position and HF's
 ``ForCausalLMLoss`` (fp32 logits), ``torch.optim.AdamW`` (default implementation).
 avlm: the model's stage methods as ``AVLMForCausalLM.forward`` runs them (``encode_*``, ``connect_*``, vectorised
-``merge``), sequence packing (:mod:`avlm.packing`; ``--no-pack`` keeps the padded batch), the decoder and
-:func:`avlm.loss.causal_lm_loss` on the labelled positions only, fused AdamW on CUDA (``--no-fused``).
+``merge``), sequence packing (:mod:`avlm.packing`; ``--no-pack`` keeps the padded batch), the decoder (attention
+``--attn``: with SDPA a packed row still computes the masked cross-sample blocks, ``flex_attention`` skips them) and
+:func:`avlm.loss.causal_lm_loss` on the labelled positions only, fused AdamW on CUDA (``--no-fused``), and with
+``--autocast`` bf16 autocast (peft keeps the LoRA weights in fp32 and would run their matmuls in fp32).
 
 Reported: samples/s and ratio, per-stage seconds (device-synchronised: vision, audio, connectors, splice, LLM forward,
 loss, backward, optimizer), LLM tokens (real / computed), peak memory on CUDA; and the loss of both paths on the
@@ -230,6 +232,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--no-pack", action="store_true", help="avlm path on the padded batch")
     parser.add_argument("--no-fused", action="store_true", help="avlm path: default AdamW, not fused")
+    parser.add_argument("--attn", default="sdpa", help="avlm path: the LLM's attention (sdpa, flex_attention, "
+                        "flash_attention_2, ...); packed sequences need flex or flash to skip cross-sample blocks")
+    parser.add_argument("--autocast", action="store_true",
+                        help="avlm path: bf16 autocast (the trainer's mixed_precision=bf16): LoRA matmuls in bf16")
     parser.add_argument("--only", choices=["both", "baseline", "avlm"], default="both")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 1 on cpu)")
     args = parser.parse_args(argv)
@@ -251,19 +257,37 @@ def main(argv: list[str] | None = None) -> int:
     kinds = [mix[row % len(mix)] for row in range(args.batch)]
     batch = make_batch(model, shape, kinds, args.device, dtype)
     pack = not args.no_pack
-    paths = {"baseline": (lambda watch: baseline_loss(model, batch, watch), False),
-             "avlm": (lambda watch: avlm_loss(model, batch, watch, pack), cuda and not args.no_fused)}
+    llm = model.llm.get_base_model()
+
+    def baseline(watch: Stopwatch) -> tuple[torch.Tensor, int]:
+        llm.set_attn_implementation("sdpa")
+        return baseline_loss(model, batch, watch)
+
+    def ours(watch: Stopwatch) -> tuple[torch.Tensor, int]:
+        llm.set_attn_implementation(args.attn)
+        with torch.autocast(args.device.split(":")[0], dtype=torch.bfloat16, enabled=args.autocast):
+            return avlm_loss(model, batch, watch, pack)
+
+    paths = {"baseline": (baseline, False), "avlm": (ours, cuda and not args.no_fused)}
     if args.only != "both":
         paths = {args.only: paths[args.only]}
-    print(f"torch {torch.__version__}, {torch.cuda.get_device_name() if cuda else 'cpu'}, {dtype}; {shape.preset} "
-          f"({args.shape}): {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, "
-          f"{sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6:.2f}M trained; batch {kinds}, "
-          f"{shape.frames} frames of {shape.side} px, {shape.audio_frames} fbank frames; avlm packing {pack}")
+    print(setup_line(model, args, kinds, dtype, pack))
     with torch.no_grad():
         losses = {name: forward(Stopwatch(args.device))[0].item() for name, (forward, _) in paths.items()}
     results = {name: measure(model, forward, args, fused) for name, (forward, fused) in paths.items()}
     report(results, losses, args.batch)
     return 0
+
+
+def setup_line(model: torch.nn.Module, args: argparse.Namespace, kinds: list[str], dtype: torch.dtype,
+               pack: bool) -> str:
+    shape, cuda = SHAPES[args.shape], args.device.startswith("cuda")
+    total = sum(p.numel() for p in model.parameters())
+    trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return (f"torch {torch.__version__}, {torch.cuda.get_device_name() if cuda else 'cpu'}, {dtype}; {shape.preset} "
+            f"({args.shape}): {total / 1e6:.1f}M parameters, {trained / 1e6:.2f}M trained; batch {kinds}, "
+            f"{shape.frames} frames of {shape.side} px, {shape.audio_frames} fbank frames; avlm: packing {pack}, "
+            f"attention {args.attn}")
 
 
 def report(results: dict[str, Result], losses: dict[str, float], batch: int) -> None:
