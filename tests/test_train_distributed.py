@@ -38,3 +38,26 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path_factory, tm
     assert (tmp_path / "two" / "final" / "config.json").is_file()
     assert sorted(p.name for p in (tmp_path / "two" / "checkpoints" / "step-000004").glob("rng-*")) == [
         "rng-rank0.pt", "rng-rank1.pt"]
+    # Some rank's micro-batch lacked video or audio: DDP (no unused-parameter search) only got through because that
+    # rank ran the missing encoder and connector on a dummy input (distributed.run_all_encoders, on by default).
+    assert lacking_batches(data, batch_size=2, world_size=2, epochs=2) > 0
+
+
+def lacking_batches(data, batch_size: int, world_size: int, epochs: int) -> int:
+    """Per-rank batches (of the first ``epochs`` epochs) that have no video or no audio sample."""
+    from avlm.data.annotations import load_annotations
+    from avlm.data.sampler import ModalityMixSampler
+
+    records, _ = load_annotations([data])
+    count = 0
+    for rank in range(world_size):
+        sampler = ModalityMixSampler.from_records(records, batch_size, rank=rank, world_size=world_size,
+                                                  drop_last=True)
+        for epoch in range(epochs):
+            sampler.set_epoch(epoch)
+            order = list(sampler)
+            for start in range(0, len(order), batch_size):
+                batch = [records[i] for i in order[start:start + batch_size]]
+                has_video = any(r.video is not None or r.image is not None for r in batch)
+                count += not (has_video and any(r.audio_path is not None for r in batch))
+    return count
