@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from avlm.eval.harness import load_eval_set
+    from avlm.eval.harness import build_report, load_eval_set
     from avlm.inference import ResultWriter
     from avlm.inference.job import run_job
     from avlm.inference.options import generate_kwargs, load_from_args, num_workers_and_threads
@@ -67,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
                           batch_size=args.batch_size or default_batch_size(model.device), num_workers=workers,
                           generate_kwargs=kwargs, unit="questions")
         answers = dict(writer.done)
-    report = _report(args, evaluation, answers, time.perf_counter() - started)
+    report = build_report(evaluation, answers, model=str(args.model), data=str(args.data), ablate=args.ablate,
+                          seconds=round(time.perf_counter() - started, 2))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     print_report(report)
@@ -82,22 +83,6 @@ def _check_same_run(done: dict[str, dict[str, Any]], stamp: dict[str, Any], path
         raise ValueError(f"{path} holds answers of another run (model {other.get('model')!r}, ablate "
                          f"{other.get('ablate')!r}); this run is model {stamp['model']!r}, ablate "
                          f"{stamp['ablate']!r}. Pass another --predictions/--output, or delete the file")
-
-
-def _report(args: argparse.Namespace, evaluation: Any, answers: dict[str, dict[str, Any]],
-            seconds: float) -> dict[str, Any]:
-    from avlm.eval.harness import chance_levels
-    from avlm.eval.scoring import caption_metrics, score_answers
-    from avlm.synth import parse_caption
-
-    predictions = {key: row["prediction"] for key, row in answers.items() if "prediction" in row}
-    scores = score_answers(predictions, evaluation.references, parse_caption)
-    captions = {row["id"]: [row["answer"]] for row in evaluation.references if row["task"] == "caption"}
-    errors = [{"id": key, "error": row["error"]} for key, row in answers.items() if "error" in row]
-    return {"model": str(args.model), "data": str(args.data), "ablate": args.ablate,
-            "records": len(evaluation.references) + len(evaluation.failed), "answered": len(predictions),
-            "errors": errors, **scores, "caption_metrics": caption_metrics(predictions, captions),
-            "chance": chance_levels(evaluation.references), "seconds": round(seconds, 2)}
 
 
 def print_report(report: dict[str, Any]) -> None:

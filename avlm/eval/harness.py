@@ -84,6 +84,38 @@ def load_eval_set(data: str | Path, data_root: str | Path | None = None, meta: s
     return out
 
 
+def build_report(evaluation: EvalSet, answers: dict[str, dict[str, Any]], **header: Any) -> dict[str, Any]:
+    """The evaluation report: exact match per task and kind, caption attributes, BLEU / CIDEr, chance levels.
+
+    Args:
+        evaluation: what was asked.
+        answers: id -> ``{"prediction": text}`` or ``{"error": message}`` (the answers file's rows).
+        header: fields put first in the report (model, data, ablate, seconds, ...).
+    """
+    from avlm.eval.scoring import caption_metrics, score_answers
+    from avlm.synth import parse_caption
+
+    predictions = {key: row["prediction"] for key, row in answers.items() if "prediction" in row}
+    scores = score_answers(predictions, evaluation.references, parse_caption)
+    captions = {row["id"]: [row["answer"]] for row in evaluation.references if row["task"] == "caption"}
+    errors = [{"id": key, "error": row["error"]} for key, row in answers.items() if "error" in row]
+    errors += [row for row in evaluation.failed if row["id"] not in answers]
+    return {**header, "records": len(evaluation.references) + len(evaluation.failed), "answered": len(predictions),
+            "errors": errors, **scores, "caption_metrics": caption_metrics(predictions, captions),
+            "chance": chance_levels(evaluation.references)}
+
+
+def evaluate(model: Any, evaluation: EvalSet, **options: Any) -> dict[str, dict[str, Any]]:
+    """Answer every request of ``evaluation`` in memory with an :class:`avlm.api.AVLM` (``options``: batch_size,
+    num_workers, max_new_tokens, ...); returns id -> ``{"prediction"}`` or ``{"error"}`` rows for
+    :func:`build_report`."""
+    results = model.run(evaluation.requests, **options)
+    answers = {}
+    for row, result in zip(evaluation.references, results, strict=True):
+        answers[row["id"]] = {"prediction": result.text} if result.error is None else {"error": result.error}
+    return answers
+
+
 def chance_levels(references: Sequence[dict[str, Any]]) -> dict[str, float]:
     """Per ``task/kind``: 1 / (distinct normalised reference answers), the accuracy of guessing uniformly."""
     from avlm.eval.scoring import normalize_answer
