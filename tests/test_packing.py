@@ -126,6 +126,15 @@ def mixed_batch(placeholders: dict[str, int]) -> dict[str, torch.Tensor]:
 
 
 def test_model_pack_option_same_loss_and_gradients_mixed_modalities() -> None:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny ops: one thread is faster on a busy machine
+    try:
+        _check_model_pack()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _check_model_pack() -> None:
     from avlm.lora import LoRAConfig
     from avlm.model import AVLMForCausalLM
     from avlm.presets import from_name
@@ -151,3 +160,18 @@ def test_model_pack_option_same_loss_and_gradients_mixed_modalities() -> None:
     torch.testing.assert_close(with_logits.loss, padded.loss, rtol=1e-5, atol=1e-5)
     merged = model.embed_multimodal(**{k: v for k, v in batch.items() if k != "labels"})
     assert with_logits.logits.shape[:2] == (1, int(merged.attention_mask.sum()))
+
+
+@pytest.mark.slow
+def test_packed_flex_attention_forward_equals_padded() -> None:
+    """flex_attention skips the cross-sample blocks of a packed row (backward needs a GPU; ~15 s of compile)."""
+    batch = padded_batch(LENGTHS)
+    mask = batch["attention_mask"].bool()
+    padded = tiny_qwen2("sdpa").model(inputs_embeds=batch["inputs_embeds"], attention_mask=batch["attention_mask"],
+                                      position_ids=batch["position_ids"], use_cache=False).last_hidden_state
+    packed = pack_sequences(batch["inputs_embeds"], batch["attention_mask"], batch["labels"])
+    with torch.no_grad():
+        hidden = tiny_qwen2("flex_attention").model(inputs_embeds=packed.inputs_embeds,
+                                                    position_ids=packed.position_ids, use_cache=False)
+    torch.testing.assert_close(unpack(hidden.last_hidden_state, mask)[mask], padded[mask].detach(),
+                               rtol=1e-5, atol=1e-5)
