@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 # name -> (module under avlm.commands, one-line help). Only commands that work are listed.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("demo", "the whole pipeline on CPU: generate AV-Synth, train, evaluate with ablations, caption"),
     "inspect": ("inspect", "show a clip's streams and write a contact sheet of what the model sees"),
     "build": ("build", "assemble a new model folder from a preset and/or pretrained parts"),
     "merge-lora": ("merge_lora", "fold LoRA adapters into the base model (checked on a fixed sample)"),
