@@ -130,3 +130,15 @@ def test_part_learning_rates_and_decay_groups(model_dir):
     groups = {(g["name"], g["weight_decay"]): g["lr"] for g in build_optimizer(model, recipe.train).param_groups}
     assert groups == {("connectors", 0.0): 5e-4, ("connectors", 0.1): 5e-4, ("encoders", 0.0): 1e-3,
                       ("encoders", 0.1): 1e-3, ("lora", 0.1): 1e-3}
+
+
+def test_undecodable_audio_trains_on_video_and_is_counted(model_dir, tmp_path):
+    from train_support import make_dataset
+
+    data = make_dataset(tmp_path / "data", {"av": 2})
+    (data.parent / "av-1.wav").write_bytes(b"RIFF not really a wav file")
+    recipe = tiny_recipe({}, data, tmp_path / "run", f"model={model_dir}", "train.max_steps=1",
+                         "data.allow_missing_audio=true", "data.shuffle=false")
+    train(recipe, say=quiet)
+    line = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert line["media_errors"] == 1 and line["samples"] == 2
