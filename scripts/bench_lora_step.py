@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, Run] = {}
     if args.only in ("both", "baseline"):
         model, step = baseline_step(llm, batch, rank, checkpointing)
-        lora_state = {k: v.detach().clone() for k, v in model.state_dict().items() if "lora_" in k}
+        initial = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items() if "lora_" in k}
         runs["baseline (HF + peft)"] = measure(step, args.warmup, args.steps, args.device)
         llm = model.unload()  # the frozen base weights, unchanged by training
         if checkpointing:
@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in ("both", "avlm"):
         model = avlm_model(llm, rank, args.checkpoint_every if checkpointing else 0)
         if args.only == "both":
-            model.llm.load_state_dict({**model.llm.state_dict(), **lora_state}, strict=True)
+            model.llm.load_state_dict({**model.llm.state_dict(), **initial}, strict=True)
         runs["avlm"] = measure(avlm_step(model, batch, args), args.warmup, args.steps, args.device)
     base = runs.get("baseline (HF + peft)")
     for name, run in runs.items():
