@@ -57,6 +57,8 @@ class _Window:
     tokens: int = 0
     media_errors: int = 0
     grad_norm: float | None = None
+    rates: dict[str, float] = field(default_factory=dict)
+    """Learning rate per parameter group of the last step."""
     """Of the last step, before clipping (None without train.max_grad_norm)."""
     times: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TIMES, 0.0))
 
@@ -170,7 +172,7 @@ def _train_steps(run: _Run, stop_at: int | None) -> list[float]:
             run.step += 1
             if run.step % config.log_every == 0 or run.step == run.steps:
                 run.samples += window.samples
-                line = _metrics_line(run.step, stream.epoch, run.optimizer, window, run.samples)
+                line = _metrics_line(run.step, stream.epoch, window, run.samples)
                 metrics.write(line)
                 metrics.plot()
                 bar.update(task, **format_fields(line))
@@ -227,6 +229,9 @@ def _step(run: _Run, stream: DataStream, window: _Window) -> float:
     if config.max_grad_norm is not None:
         window.grad_norm = float(accelerator.clip_grad_norm_(wrapped.parameters(), config.max_grad_norm))
     optimizer.step()
+    window.rates = {}
+    for group in optimizer.param_groups:  # the rates this step used, before the schedule moves on
+        window.rates.setdefault(group["name"], group["lr"])
     run.scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     _sync(device)
@@ -246,13 +251,10 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _metrics_line(step: int, epoch: int, optimizer: Any, window: _Window, samples: int) -> dict:
+def _metrics_line(step: int, epoch: int, window: _Window, samples: int) -> dict:
     """The metrics.jsonl line: mean loss, rates and stage seconds per step over the window."""
-    rates = {}
-    for group in optimizer.param_groups:
-        rates.setdefault(group["name"], group["lr"])
     seconds = max(window.seconds, 1e-9)
-    return {"step": step, "epoch": epoch, "loss": window.loss / window.steps, "lr": rates,
+    return {"step": step, "epoch": epoch, "loss": window.loss / window.steps, "lr": window.rates,
             "grad_norm": window.grad_norm, "samples": samples, "samples_per_s": window.samples / seconds,
             "tokens_per_s": window.tokens / seconds,
             "media_errors": window.media_errors,
