@@ -1,4 +1,7 @@
 """Training: the recipe dataclasses, the accelerate loop, atomic checkpoints and resume (``avlm train``).
 
-``avlm.train.config`` imports no torch; the loop (:func:`avlm.train.loop.train`) is imported on use.
+Modules: ``config`` (the Recipe), ``setup`` (model, policy, data, optimizer, schedule), ``stages`` (the timed
+forward and the dummy-encoder rule), ``loop`` (:func:`avlm.train.loop.train`), ``checkpoints``, ``stream``,
+``metrics``, ``final``, ``distributed``, ``budget`` (media tokens per record). Nothing is imported here:
+``avlm.train.config`` loads without transformers or accelerate.
 """
