@@ -20,27 +20,23 @@ QUESTIONS = {"av": "What colour is the screen?", "video": "Which colour do you s
              "text": "Name a colour."}
 
 
-def make_dataset(folder: Path, counts: dict[str, int] | None = None, name: str = "train.json",
-                 numbered: bool = False) -> Path:
-    """Write media under ``folder`` and the annotation list ``folder/name``; returns its path.
-
-    ``numbered``: each question names its sample ("Clip 3: what colour ...?"), so the answer can be learnt from the
-    text as well as from the media (a few steps suffice to memorise it)."""
+def make_dataset(folder: Path, counts: dict[str, int] | None = None, name: str = "train.json") -> Path:
+    """Write media under ``folder`` and the annotation list ``folder/name``; returns its path."""
     counts = counts if counts is not None else {"av": 4, "video": 2, "audio": 2, "text": 2}
     folder.mkdir(parents=True, exist_ok=True)
     records = []
     for group, count in counts.items():
         for i in range(count):
-            records.append(_record(folder, group, i, numbered))
+            records.append(_record(folder, group, i))
     path = folder / name
     path.write_text(json.dumps(records, indent=1))
     return path
 
 
-def _record(folder: Path, group: str, i: int, numbered: bool) -> dict:
+def _record(folder: Path, group: str, i: int) -> dict:
     colour = i % len(COLOURS)
     record = {"id": f"{group}-{i}"}
-    prompt = f"Clip {i}: {QUESTIONS[group].lower()}" if numbered else QUESTIONS[group]
+    prompt = QUESTIONS[group]
     if group in ("av", "video"):
         frames = np.broadcast_to(np.array(RGB[colour], dtype=np.uint8), (4, 32, 32, 3)).copy()
         record["video"] = write_video(folder / f"{group}-{i}.mp4", frames=frames, fps=4, audio_rate=None).name
