@@ -15,7 +15,9 @@ avlm: the model's stage methods as ``AVLMForCausalLM.forward`` runs them (``enco
 ``merge``), sequence packing (:mod:`avlm.packing`; ``--no-pack`` keeps the padded batch), the decoder (attention
 ``--attn``: with SDPA a packed row still computes the masked cross-sample blocks, ``flex_attention`` skips them) and
 :func:`avlm.loss.causal_lm_loss` on the labelled positions only, fused AdamW on CUDA (``--no-fused``), and with
-``--autocast`` bf16 autocast (peft keeps the LoRA weights in fp32 and would run their matmuls in fp32).
+``--autocast`` bf16 autocast (peft keeps the LoRA weights in fp32 and would run their matmuls in fp32),
+``--checkpoint-every N`` (checkpoint every N-th LLM layer only) and ``--compile`` (each LLM decoder layer). The
+baseline runs (loss, then timed steps) before the avlm path changes any of these on the shared model.
 
 Reported: samples/s and ratio, per-stage seconds (device-synchronised: vision, audio, connectors, splice, LLM forward,
 loss, backward, optimizer), LLM tokens (real / computed), peak memory on CUDA; and the loss of both paths on the
@@ -236,6 +238,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "flash_attention_2, ...); packed sequences need flex or flash to skip cross-sample blocks")
     parser.add_argument("--autocast", action="store_true",
                         help="avlm path: bf16 autocast (the trainer's mixed_precision=bf16): LoRA matmuls in bf16")
+    parser.add_argument("--checkpoint-every", type=int, default=1, help="avlm path: checkpoint every N-th LLM layer")
+    parser.add_argument("--compile", action="store_true", help="avlm path: torch.compile each LLM decoder layer")
     parser.add_argument("--only", choices=["both", "baseline", "avlm"], default="both")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 1 on cpu)")
     args = parser.parse_args(argv)
@@ -257,26 +261,41 @@ def main(argv: list[str] | None = None) -> int:
     kinds = [mix[row % len(mix)] for row in range(args.batch)]
     batch = make_batch(model, shape, kinds, args.device, dtype)
     pack = not args.no_pack
-    llm = model.llm.get_base_model()
-
-    def baseline(watch: Stopwatch) -> tuple[torch.Tensor, int]:
-        llm.set_attn_implementation("sdpa")
-        return baseline_loss(model, batch, watch)
-
-    def ours(watch: Stopwatch) -> tuple[torch.Tensor, int]:
-        llm.set_attn_implementation(args.attn)
-        with torch.autocast(args.device.split(":")[0], dtype=torch.bfloat16, enabled=args.autocast):
-            return avlm_loss(model, batch, watch, pack)
-
-    paths = {"baseline": (baseline, False), "avlm": (ours, cuda and not args.no_fused)}
-    if args.only != "both":
-        paths = {args.only: paths[args.only]}
     print(setup_line(model, args, kinds, dtype, pack))
-    with torch.no_grad():
-        losses = {name: forward(Stopwatch(args.device))[0].item() for name, (forward, _) in paths.items()}
-    results = {name: measure(model, forward, args, fused) for name, (forward, fused) in paths.items()}
+    losses, results = {}, {}
+    initial = {k: v.detach().to("cpu", copy=True) for k, v in model.named_parameters() if v.requires_grad}
+    for name in ("baseline", "avlm") if args.only == "both" else (args.only,):
+        with torch.no_grad():  # each path starts from the same trained weights
+            for key, value in model.named_parameters():
+                if key in initial:
+                    value.copy_(initial[key])
+        forward = configure(model, batch, args, name)
+        with torch.no_grad():
+            losses[name] = forward(Stopwatch(args.device))[0].item()
+        results[name] = measure(model, forward, args, fused=name == "avlm" and cuda and not args.no_fused)
     report(results, losses, args.batch)
     return 0
+
+
+def configure(model: torch.nn.Module, batch: dict[str, torch.Tensor], args: argparse.Namespace, path: str):
+    """Set the shared model up for ``path`` (attention, checkpointed layers, compiled layers); its forward."""
+    llm = model.llm.get_base_model()
+    if path == "baseline":
+        llm.set_attn_implementation("sdpa")
+        return lambda watch: baseline_loss(model, batch, watch)
+    llm.set_attn_implementation(args.attn)
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False},
+                                        every_n_layers=args.checkpoint_every)  # the LLM's layers come first
+    if args.compile:
+        for layer in llm.model.layers:
+            layer.compile()
+    precision = {"device_type": args.device.split(":")[0], "dtype": torch.bfloat16, "enabled": args.autocast}
+
+    def forward(watch: Stopwatch) -> tuple[torch.Tensor, int]:
+        with torch.autocast(**precision):
+            return avlm_loss(model, batch, watch, not args.no_pack)
+
+    return forward
 
 
 def setup_line(model: torch.nn.Module, args: argparse.Namespace, kinds: list[str], dtype: torch.dtype,
