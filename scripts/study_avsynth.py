@@ -29,13 +29,17 @@ from avlm.model import AVLMForCausalLM
 from avlm.presets import PRESETS
 from avlm.processor import Processor
 from avlm.synth import parse_caption
+from avlm.trainable import TrainablePolicy, set_trainable
 from vision.preprocess import ImageProcessorConfig
+
+
+GRID = 0
 
 
 def variant_config(name: str, side: int, vocab: int, connector: str) -> AVLMConfig:
     """avlm-tiny, optionally wider/deeper, with SigLIP at ``side`` px and the given video connector."""
     model = copy.deepcopy(PRESETS["avlm-tiny"].model)
-    model["connectors"]["video"] = {"name": connector, "options": {"grid": side // 4} if connector == "spatial_pool"
+    model["connectors"]["video"] = {"name": connector, "options": {"grid": GRID or side // 4} if connector == "spatial_pool"
                                     else {}}
     model["encoders"]["video"]["config"]["image_size"] = side
     model["text_config"]["vocab_size"] = vocab
@@ -190,11 +194,12 @@ def main() -> None:
     tokenizer = make_tokenizer(args.tokenizer, args.vocab)
     config = variant_config(args.variant, args.side, args.vocab, args.connector)
     model = AVLMForCausalLM(config)
+    trainable = set_trainable(model, TrainablePolicy(llm="full", encoders={"video": "full", "audio": "full"}))
     processor = Processor(tokenizer, media, config.placeholder_token_ids, config.av_fusion)
     cache = cache_media(train_records + test_records, media)
     cache_s = time.perf_counter() - started
     samples = training_samples(train_records, tokenizer, config.placeholder_token_ids, cache)
-    result = {"args": vars(args), "params": sum(p.numel() for p in model.parameters()), "cache_s": round(cache_s, 1),
+    result = {"args": vars(args), "params": sum(p.numel() for p in model.parameters()), "trainable": trainable, "cache_s": round(cache_s, 1),
               "train_records": len(samples), "mean_len": round(sum(len(s["input_ids"]) for s in samples) / len(samples),
                                                                1)}
     result.update(train(model, samples, tokenizer.pad_token_id, args))
