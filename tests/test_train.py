@@ -64,6 +64,8 @@ def test_resume_equals_uninterrupted_run(model_dir, tmp_path_factory, tmp_path):
     crashed = split / "checkpoints" / ".tmp-step-000012"  # a checkpoint write interrupted by a crash
     crashed.mkdir()
     (crashed / "state.json").write_text('{"step": 12')
+    with pytest.raises(ValueError, match="cannot resume .* grad_accum"):  # a step would mean something else
+        train(tiny_recipe({}, data, split, *common, "train.resume=auto", "train.grad_accum=1"), say=quiet)
     second = train(tiny_recipe({}, data, split, *common, "train.resume=auto"), say=quiet)
     assert len(first.losses) == 10 and len(second.losses) == 10
     assert max(abs(a - b) for a, b in zip(full, first.losses + second.losses, strict=True)) <= 1e-6

@@ -129,6 +129,10 @@ def _start(recipe: Recipe, say: Any) -> _Run:
                                                   if count))
     forward = TrainingForward(setup.model, setup.processor.config, run_all_encoders(recipe.distributed, world_size))
     optimizer = build_optimizer(setup.model, config)
+    if len(setup.data.loader) == 0:
+        raise ValueError(f"no complete batch: {len(setup.data.records)} samples, global batch {config.batch_size} x "
+                         f"{world_size} processes with data.drop_last=true; lower train.batch_size or set drop_last "
+                         "false")
     steps = total_steps(config, len(setup.data.loader))
     scheduler = build_scheduler(optimizer, config, steps)
     wrapped, optimizer = accelerator.prepare(forward, optimizer)
@@ -149,12 +153,22 @@ def _restore(run: _Run) -> None:
         set_seed(config.seed + run.accelerator.process_index)
         return
     state = read_checkpoint(resume, run.accelerator, run.setup.model, run.optimizer, run.scheduler, run.sharded)
+    layout = _layout(run)
+    if state.get("layout") != layout:
+        raise ValueError(f"cannot resume {resume}: it was written with {state.get('layout')}, this run has {layout}; "
+                         "resume with the same processes, batch_size and grad_accum (or start a new output_dir)")
     run.setup.data.sampler.load_state_dict(state["sampler"])
     run.step, run.samples = state["step"], state["samples"]
     read_rng(resume, run.accelerator.process_index)
     if run.main:
         run.say(f"resumed from {resume} at step {run.step}" + (" (all steps done; writing final/)"
                                                                  if run.step >= run.steps else ""))
+
+
+def _layout(run: _Run) -> dict[str, int]:
+    """What a step means; a checkpoint resumes only under the same layout."""
+    config = run.recipe.train
+    return {"processes": run.world_size, "batch_size": config.batch_size, "grad_accum": config.grad_accum}
 
 
 def _train_steps(run: _Run, stop_at: int | None) -> list[float]:
@@ -180,7 +194,8 @@ def _train_steps(run: _Run, stop_at: int | None) -> list[float]:
             bar.update(task, completed=run.step)
             every = config.save_every
             if (every is not None and (run.step % every == 0 or run.step == run.steps)) or run.step == stop_at:
-                state = {"sampler": stream.state_dict(), "samples": run.samples + window.samples}
+                state = {"sampler": stream.state_dict(), "samples": run.samples + window.samples,
+                         "layout": _layout(run)}
                 write_checkpoint(run.root, run.step, run.accelerator, run.setup.model, run.optimizer, run.scheduler,
                                  state, run.sharded, config.keep_last)
                 metrics.plot(force=True)
