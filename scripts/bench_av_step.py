@@ -19,9 +19,9 @@ avlm: the model's stage methods as ``AVLMForCausalLM.forward`` runs them (``enco
 ``--checkpoint-every N`` (checkpoint every N-th LLM layer only) and ``--compile`` (each LLM decoder layer). The
 baseline runs (loss, then timed steps) before the avlm path changes any of these on the shared model.
 
-Reported: samples/s and ratio, per-stage seconds (device-synchronised: vision, audio, connectors, splice, LLM forward,
-loss, backward, optimizer), LLM tokens (real / computed), peak memory on CUDA; and the loss of both paths on the
-same batch before any update, with their difference.
+Reported (wall time on CUDA, process CPU time on CPU): samples/s and ratio, per-stage seconds (device-synchronised:
+vision, audio, connectors, splice, LLM forward, loss, backward, optimizer), LLM positions computed, peak memory on
+CUDA; and the loss of both paths on the same batch before any update, with their difference.
 
     PYTHONPATH=. python scripts/bench_av_step.py --device cuda --shape real                  # GPU, batch 4
     PYTHONPATH=. python scripts/bench_av_step.py --device cuda --shape real --batch 8 --only avlm
@@ -33,13 +33,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-from bench_lora_step import IGNORE_INDEX, adamw, free_memory, synchronize
+from bench_lora_step import IGNORE_INDEX, adamw, clock, free_memory, synchronize
 from torch.nn.utils.rnn import pad_sequence
 from transformers.loss.loss_utils import ForCausalLMLoss
 
@@ -67,18 +66,18 @@ SHAPES = {
 
 
 class Stopwatch:
-    """Seconds per stage, each stage bracketed by device synchronisations."""
+    """Seconds per stage, each stage bracketed by device synchronisations (CPU: process CPU seconds)."""
 
     def __init__(self, device: str) -> None:
-        self.device, self.times = device, defaultdict(float)
+        self.device, self.times, self.now = device, defaultdict(float), clock(device)
 
     @contextmanager
     def __call__(self, stage: str):
         synchronize(self.device)
-        start = time.perf_counter()
+        start = self.now()
         yield
         synchronize(self.device)
-        self.times[stage] += time.perf_counter() - start
+        self.times[stage] += self.now() - start
 
 
 def build_model(shape: Shape, device: str, dtype: torch.dtype) -> torch.nn.Module:
@@ -205,7 +204,7 @@ def measure(model: torch.nn.Module, forward, args: argparse.Namespace, fused: bo
     steps, stages, computed = [], defaultdict(list), 0
     for index in range(args.warmup + args.steps):
         watch = Stopwatch(args.device)
-        start = time.perf_counter()
+        start = watch.now()
         optimizer.zero_grad(set_to_none=True)
         loss, computed = forward(watch)
         with watch("backward"):
@@ -213,7 +212,7 @@ def measure(model: torch.nn.Module, forward, args: argparse.Namespace, fused: bo
         with watch("optimizer"):
             optimizer.step()
         if index >= args.warmup:
-            steps.append(time.perf_counter() - start)
+            steps.append(watch.now() - start)
             for stage in STAGES:
                 stages[stage].append(watch.times[stage])
     peak = torch.cuda.max_memory_allocated() / 2**30 if args.device.startswith("cuda") else None

@@ -19,7 +19,8 @@ the labelled positions only, :mod:`avlm.loss`), plus the options below, each swi
                           fp32 (no TF32 by default), about 4% of the FLOPs at far lower throughput
     --label-fraction F    labels on the last F of each sequence (1.0: every token, as the issue's anchor)
 
-Units: tokens/s counts every token of the batch; MFU_6N = tokens/s x (6N + 12 L d T) / peak and useful-MFU = tokens/s x
+Times are wall-clock on CUDA and process CPU time on CPU (one thread by default). Units: tokens/s counts every token
+of the batch; MFU_6N = tokens/s x (6N + 12 L d T) / peak and useful-MFU = tokens/s x
 (4N + 8 L d T) / peak (N: all LLM parameters; /work/shared/docs/benchmarks.md section 1), against 989 TFLOP/s (H100
 spec) and 787 TFLOP/s (measured bf16 matmul, issue 8).
 
@@ -87,19 +88,24 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def clock(device: str) -> Callable[[], float]:
+    """Wall time on CUDA; on CPU the process's CPU time (one thread: a busy shared machine disturbs it far less)."""
+    return time.perf_counter if device.startswith("cuda") else time.process_time
+
+
 def measure(step: Callable[[], float], warmup: int, steps: int, device: str) -> Run:
     """Run ``step`` (returns the loss) warmup + steps times; peak memory over all of them (CUDA only)."""
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    seconds, first = [], None
+    seconds, first, now = [], None, clock(device)
     for index in range(warmup + steps):
         synchronize(device)
-        start = time.perf_counter()
+        start = now()
         loss = step()
         synchronize(device)
         first = loss if first is None else first
         if index >= warmup:
-            seconds.append(time.perf_counter() - start)
+            seconds.append(now() - start)
     if device.startswith("cuda"):
         return Run(seconds, first, torch.cuda.max_memory_allocated() / 2**30, torch.cuda.max_memory_reserved() / 2**30)
     return Run(seconds, first, None, None)
