@@ -119,6 +119,9 @@ def test_missing_modality_runs_every_encoder_on_a_dummy(model_dir):
         else:
             assert all(g is None for g in audio_grads) and forward.times["audio"] == 0
     assert losses[True].item() == losses[False].item()
+    merged = model.embed_multimodal(batch["input_ids"], batch["attention_mask"], batch["labels"],
+                                    batch["video_pixels"], batch["video_frame_counts"], batch["video_sample_index"])
+    assert forward.tokens == int(merged.attention_mask.sum())  # LLM tokens counted from shapes, no device sync
 
 
 def test_part_learning_rates_and_decay_groups(model_dir):

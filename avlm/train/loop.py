@@ -228,7 +228,7 @@ def _step(run: _Run, stream: DataStream, window: _Window) -> float:
     total = torch.zeros((), device=device)
     tokens = 0
     for index, batch in enumerate(batches):
-        batch = to_device(batch, device)
+        batch = {**to_device(batch, device), "attention_mask_cpu": batch["attention_mask"]}
         last = index == len(batches) - 1
         with accelerator.no_sync(wrapped) if not last else nullcontext():
             loss = wrapped(batch, num_items_tensor, world_size)

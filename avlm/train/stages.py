@@ -66,8 +66,7 @@ class TrainingForward(nn.Module):
         with self._timed("llm_forward"):
             index = {m: batch.get(f"{m}_sample_index") for m in ("video", "audio")}
             merged = self.model.merge(batch["input_ids"], batch["attention_mask"], batch["labels"], media, index)
-            mask = merged.attention_mask
-            self.tokens = int(mask.sum()) if mask is not None else merged.labels.numel()
+            self.tokens = _llm_tokens(batch, media)
             out = self.model(inputs_embeds=merged.inputs_embeds, attention_mask=merged.attention_mask,
                              position_ids=merged.position_ids, labels=merged.labels, num_items_in_batch=num_items)
         loss = out.loss * world_size
@@ -119,6 +118,14 @@ def _synchronizer(device: torch.device) -> Callable[[], None]:
     if device.type == "cuda":
         return lambda: torch.cuda.synchronize(device)
     return lambda: None
+
+
+def _llm_tokens(batch: dict[str, Any], media: dict[str, list[torch.Tensor]]) -> int:
+    """Text tokens without padding, each placeholder replaced by its media tokens: from shapes and the CPU copy of the
+    attention mask (no device synchronisation)."""
+    mask = batch.get("attention_mask_cpu", batch["attention_mask"])
+    items = [item for modality_items in media.values() for item in modality_items]
+    return int(mask.sum()) - len(items) + sum(item.shape[0] for item in items)
 
 
 def labelled_tokens(batch: dict[str, Any]) -> int:
