@@ -96,6 +96,13 @@ def test_gradient_accumulation_equals_one_big_batch(model_dir, data, tmp_path):
     assert small == pytest.approx(big, abs=1e-5)
 
 
+def test_packed_sequences_train_like_the_padded_batch(model_dir, data, tmp_path):
+    common = [f"model={model_dir}", "train.max_steps=2", "train.lr=1e-2", "lora.dropout=0", "train.batch_size=4"]
+    padded = train(tiny_recipe({}, data, tmp_path / "padded", *common), say=quiet).losses
+    packed = train(tiny_recipe({}, data, tmp_path / "packed", *common, "train.pack_sequences=true"), say=quiet).losses
+    assert packed == pytest.approx(padded, abs=1e-5)
+
+
 def test_missing_modality_runs_every_encoder_on_a_dummy(model_dir):
     from avlm.data.collator import collate
     from avlm.model import AVLMForCausalLM

@@ -49,6 +49,9 @@ class TrainConfig:
     YAML reads an unquoted no as false.)"""
     gradient_checkpointing: bool = False
     """Recompute the LLM's layer activations in backward (less memory, about a third more compute)."""
+    pack_sequences: bool = False
+    """Run the LLM on one packed row of each micro-batch's real tokens (no padding FLOPs; same loss). Pays off with
+    flash or flex attention (``attn_implementation`` of the model); with SDPA the masked blocks are still computed."""
     log_every: int = 10
     """Write a metrics.jsonl line and refresh the progress bar every this many steps (loss.png: at those steps at
     most every 30 s, at every checkpoint and at the end)."""

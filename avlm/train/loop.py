@@ -127,7 +127,8 @@ def _start(recipe: Recipe, say: Any) -> _Run:
         say(setup.data.report.summary())
         say("trainable parameters: " + ", ".join(f"{part} {count:,}" for part, count in setup.trainable_counts.items()
                                                   if count))
-    forward = TrainingForward(setup.model, setup.processor.config, run_all_encoders(recipe.distributed, world_size))
+    forward = TrainingForward(setup.model, setup.processor.config, run_all_encoders(recipe.distributed, world_size),
+                              pack=config.pack_sequences)
     optimizer = build_optimizer(setup.model, config)
     if len(setup.data.loader) == 0:
         raise ValueError(f"no complete batch: {len(setup.data.records)} samples, global batch {config.batch_size} x "

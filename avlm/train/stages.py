@@ -39,13 +39,16 @@ class TrainingForward(nn.Module):
         model: an ``AVLMForCausalLM``.
         media: the processor's media settings (shape of the dummy inputs).
         run_all_encoders: run every encoder + connector every call (see the module docstring).
+        pack: run the LLM on the packed real tokens (``AVLMForCausalLM.forward(pack=True)``).
     """
 
-    def __init__(self, model: nn.Module, media: MediaConfig, run_all_encoders: bool = False) -> None:
+    def __init__(self, model: nn.Module, media: MediaConfig, run_all_encoders: bool = False,
+                 pack: bool = False) -> None:
         super().__init__()
         self.model = model
         self.media = media
         self.run_all_encoders = run_all_encoders
+        self.pack = pack
         self.times: dict[str, float] = dict.fromkeys(STAGES, 0.0)
         self.tokens = 0
 
@@ -68,7 +71,8 @@ class TrainingForward(nn.Module):
             merged = self.model.merge(batch["input_ids"], batch["attention_mask"], batch["labels"], media, index)
             self.tokens = _llm_tokens(batch, media)
             out = self.model(inputs_embeds=merged.inputs_embeds, attention_mask=merged.attention_mask,
-                             position_ids=merged.position_ids, labels=merged.labels, num_items_in_batch=num_items)
+                             position_ids=merged.position_ids, labels=merged.labels, num_items_in_batch=num_items,
+                             pack=self.pack)
         loss = out.loss * world_size
         if zero_terms:
             loss = loss + sum(zero_terms)
