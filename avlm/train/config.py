@@ -52,6 +52,8 @@ class TrainConfig:
     pack_sequences: bool = False
     """Run the LLM on one packed row of each micro-batch's real tokens (no padding FLOPs; same loss). Pays off with
     flash or flex attention (``attn_implementation`` of the model); with SDPA the masked blocks are still computed."""
+    attn_implementation: str | None = None
+    """Attention kernel of the LLM: sdpa, eager, flash_attention_2, flex_attention, ...; None: as the model has it."""
     log_every: int = 10
     """Write a metrics.jsonl line and refresh the progress bar every this many steps (loss.png: at those steps at
     most every 30 s, at every checkpoint and at the end)."""

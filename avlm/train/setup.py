@@ -55,6 +55,8 @@ def prepare_model(recipe: Recipe) -> tuple[nn.Module, Any, dict[str, int]]:
     from avlm.trainable import prepare_for_training
 
     model, processor = load_model(recipe.model, recipe.train.seed)
+    if recipe.train.attn_implementation is not None:
+        model.llm.set_attn_implementation(recipe.train.attn_implementation)
     torch.manual_seed(recipe.train.seed)
     counts = prepare_for_training(model, recipe.trainable, recipe.lora)
     if not any(counts.values()):
