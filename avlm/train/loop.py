@@ -243,7 +243,8 @@ def _step(run: _Run, stream: DataStream, window: _Window) -> float:
         tokens += forward.tokens
     begin = time.perf_counter()
     if config.max_grad_norm is not None:
-        window.grad_norm = float(accelerator.clip_grad_norm_(wrapped.parameters(), config.max_grad_norm))
+        norm = accelerator.clip_grad_norm_(wrapped.parameters(), config.max_grad_norm)
+        window.grad_norm = None if norm is None else float(norm)  # None under DeepSpeed (its engine clips)
     optimizer.step()
     window.rates = {}
     for group in optimizer.param_groups:  # the rates this step used, before the schedule moves on
