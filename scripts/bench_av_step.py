@@ -31,11 +31,12 @@ CUDA; and the loss of both paths on the same batch before any update, with their
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import sys
 from collections import defaultdict
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from bench_lora_step import IGNORE_INDEX, adamw, clock, free_memory, synchronize
@@ -47,6 +48,8 @@ STAGES = ("vision", "audio", "connectors", "splice", "llm_forward", "loss", "bac
 
 @dataclass(frozen=True)
 class Shape:
+    """A preset with overrides of its LLM and encoder configs, the media sizes and the text lengths."""
+
     preset: str
     text_config: dict
     frames: int
@@ -55,10 +58,19 @@ class Shape:
     prompt: int
     answer: int
     rank: int
+    encoders: dict = field(default_factory=dict)
+    """modality -> encoder config fields replaced (``"audio": None``: the avlm-tiny preset's audio encoder config)."""
 
 
+_NARROW_LLM = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 4,
+               "num_key_value_heads": 2, "vocab_size": 1024, "bos_token_id": None, "eos_token_id": None}
+_NARROW_SIGLIP = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
 SHAPES = {
     "real": Shape("videollama2.1-7b-av", {}, 16, 384, 3000, 32, 32, 128),
+    # the real layout (placeholder ids, 16 frames of 384 px -> 1,352 tokens, 30 s of audio -> 1,496 tokens, 2,913-token
+    # AV samples) with narrow one- or two-layer parts: checks the real shapes' code path on CPU
+    "layout": Shape("videollama2.1-7b-av", _NARROW_LLM, 16, 384, 3000, 32, 32, 8,
+                    {"video": _NARROW_SIGLIP, "audio": None}),
     "small": Shape("avlm-tiny", {"hidden_size": 256, "intermediate_size": 704, "num_hidden_layers": 4,
                                  "num_attention_heads": 4, "num_key_value_heads": 2}, 8, 16, 96, 16, 16, 16),
     "tiny": Shape("avlm-tiny", {}, 4, 16, 48, 8, 8, 4),
@@ -87,8 +99,14 @@ def build_model(shape: Shape, device: str, dtype: torch.dtype) -> torch.nn.Modul
     from avlm.presets import PRESETS, from_name
     from avlm.trainable import TrainablePolicy, prepare_for_training
 
-    text = {**PRESETS[shape.preset].model["text_config"], **shape.text_config, "use_cache": False}
-    config = from_name(shape.preset, av_fusion="concat_at_video", text_config=text)
+    fields = copy.deepcopy(PRESETS[shape.preset].model)
+    text = {**fields["text_config"], **shape.text_config, "use_cache": False}
+    encoders = fields["encoders"]
+    for modality, overrides in shape.encoders.items():
+        spec = encoders[modality]
+        spec["config"] = (copy.deepcopy(PRESETS["avlm-tiny"].model["encoders"][modality]["config"]) if overrides is None
+                          else {**spec["config"], **overrides})
+    config = from_name(shape.preset, av_fusion="concat_at_video", text_config=text, encoders=encoders)
     torch.manual_seed(0)
     default = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
@@ -107,7 +125,7 @@ def make_batch(model: torch.nn.Module, shape: Shape, kinds: list[str], device: s
     """Collator-layout batch: rows ``prompt[:4] <placeholder> prompt[4:] answer``, right-padded; answers labelled."""
     generator = torch.Generator().manual_seed(0)
     ids = model.config.placeholder_token_ids
-    vocab, low = model.config.text_config.vocab_size, max(ids.values()) + 1
+    vocab, low = model.config.text_config.vocab_size, max(0, *(token + 1 for token in ids.values()))  # real: < 0
     rows, labels = [], []
     for kind in kinds:
         prompt = torch.randint(low, vocab, (shape.prompt,), generator=generator)

@@ -64,3 +64,19 @@ def test_bench_av_step_avlm_stages_equal_the_model_forward() -> None:
     merged = model.embed_multimodal(**{key: value for key, value in batch.items() if key != "labels"})
     assert positions == merged.attention_mask.numel()
     assert set(watch.times) >= {"vision", "audio", "connectors", "splice", "llm_forward", "loss"}
+
+
+def test_bench_av_step_layout_shape_has_the_real_token_counts() -> None:
+    """The ``layout`` shape: the real preset's ids and sizes (2,912-token AV samples) with narrow parts."""
+    torch.set_num_threads(1)
+    shape = bench_av_step.SHAPES["layout"]
+    model = bench_av_step.build_model(shape, "cpu", torch.float32)
+    assert model.num_media_tokens(num_frames=16, num_audio_frames=3000) == {"video": 1352 + 1496}
+    batch = bench_av_step.make_batch(model, shape, ["av", "av", "video", "audio"], "cpu", torch.float32)
+    assert int(batch["input_ids"].min()) == -202 and int(batch["input_ids"].max()) < 1024
+    watch = bench_av_step.Stopwatch("cpu")
+    with torch.no_grad():
+        packed, positions = bench_av_step.avlm_loss(model, batch, watch, pack=True)
+        padded, padded_positions = bench_av_step.baseline_loss(model, batch, watch)
+    assert (positions, padded_positions) == (2 * 2912 + 1416 + 1560, 4 * 2912)
+    torch.testing.assert_close(packed, padded, rtol=1e-5, atol=1e-5)
