@@ -35,11 +35,10 @@ import copy
 import statistics
 import sys
 from collections import defaultdict
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
-from bench_lora_step import IGNORE_INDEX, adamw, clock, free_memory, synchronize
+from bench_step_common import IGNORE_INDEX, Stopwatch, adamw, free_memory, peak_gib, reset_peak, set_threads
 from torch.nn.utils.rnn import pad_sequence
 from transformers.loss.loss_utils import ForCausalLMLoss
 
@@ -75,21 +74,6 @@ SHAPES = {
                                  "num_attention_heads": 4, "num_key_value_heads": 2}, 8, 16, 96, 16, 16, 16),
     "tiny": Shape("avlm-tiny", {}, 4, 16, 48, 8, 8, 4),
 }
-
-
-class Stopwatch:
-    """Seconds per stage, each stage bracketed by device synchronisations (CPU: process CPU seconds)."""
-
-    def __init__(self, device: str) -> None:
-        self.device, self.times, self.now = device, defaultdict(float), clock(device)
-
-    @contextmanager
-    def __call__(self, stage: str):
-        synchronize(self.device)
-        start = self.now()
-        yield
-        synchronize(self.device)
-        self.times[stage] += self.now() - start
 
 
 def build_model(shape: Shape, device: str, dtype: torch.dtype) -> torch.nn.Module:
@@ -217,8 +201,7 @@ class Result:
 def measure(model: torch.nn.Module, forward, args: argparse.Namespace, fused: bool) -> Result:
     """``--warmup`` + ``--steps`` full steps (forward, backward, optimizer) of one path; medians of the timed steps."""
     optimizer = adamw([p for p in model.parameters() if p.requires_grad], fused=fused)
-    if args.device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
+    reset_peak(args.device)
     steps, stages, computed = [], defaultdict(list), 0
     for index in range(args.warmup + args.steps):
         watch = Stopwatch(args.device)
@@ -233,7 +216,7 @@ def measure(model: torch.nn.Module, forward, args: argparse.Namespace, fused: bo
             steps.append(watch.now() - start)
             for stage in STAGES:
                 stages[stage].append(watch.times[stage])
-    peak = torch.cuda.max_memory_allocated() / 2**30 if args.device.startswith("cuda") else None
+    peak = (peak_gib(args.device) or (None,))[0]
     model.zero_grad(set_to_none=True)
     del optimizer
     free_memory(args.device)
@@ -268,8 +251,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.threads or not args.device.startswith("cuda"):
-        torch.set_num_threads(args.threads or 1)
+    set_threads(args.device, args.threads)
     cuda = args.device.startswith("cuda")
     dtype = torch.bfloat16 if (args.dtype or ("bf16" if cuda else "fp32")) == "bf16" else torch.float32
     shape = SHAPES[args.shape]

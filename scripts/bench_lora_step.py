@@ -31,17 +31,15 @@ spec) and 787 TFLOP/s (measured bf16 matmul, issue 8).
 from __future__ import annotations
 
 import argparse
-import gc
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from bench_step_common import IGNORE_INDEX, adamw, clock, free_memory, peak_gib, reset_peak, set_threads, synchronize
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-IGNORE_INDEX = -100
 PEAK_TFLOPS = {"spec": 989.0, "measured": 787.0}
 SHAPES = {  # LLM config overrides of Qwen2-7B, batch, sequence, LoRA rank
     "real": ({}, 4, 2048, 128),
@@ -83,20 +81,9 @@ def token_batch(vocab: int, batch: int, seq: int, label_fraction: float, device:
     return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device), "labels": labels.to(device)}
 
 
-def synchronize(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def clock(device: str) -> Callable[[], float]:
-    """Wall time on CUDA; on CPU the process's CPU time (one thread: a busy shared machine disturbs it far less)."""
-    return time.perf_counter if device.startswith("cuda") else time.process_time
-
-
 def measure(step: Callable[[], float], warmup: int, steps: int, device: str) -> Run:
     """Run ``step`` (returns the loss) warmup + steps times; peak memory over all of them (CUDA only)."""
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
+    reset_peak(device)
     seconds, first, now = [], None, clock(device)
     for index in range(warmup + steps):
         synchronize(device)
@@ -106,19 +93,7 @@ def measure(step: Callable[[], float], warmup: int, steps: int, device: str) -> 
         first = loss if first is None else first
         if index >= warmup:
             seconds.append(now() - start)
-    if device.startswith("cuda"):
-        return Run(seconds, first, torch.cuda.max_memory_allocated() / 2**30, torch.cuda.max_memory_reserved() / 2**30)
-    return Run(seconds, first, None, None)
-
-
-def free_memory(device: str) -> None:
-    gc.collect()
-    if device.startswith("cuda"):
-        torch.cuda.empty_cache()
-
-
-def adamw(parameters: list[torch.nn.Parameter], fused: bool) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(parameters, lr=1e-5, fused=True) if fused else torch.optim.AdamW(parameters, lr=1e-5)
+    return Run(seconds, first, *(peak_gib(device) or (None, None)))
 
 
 def baseline_step(llm: torch.nn.Module, batch: dict[str, torch.Tensor], rank: int,
@@ -237,8 +212,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.threads or not args.device.startswith("cuda"):
-        torch.set_num_threads(args.threads or 1)
+    set_threads(args.device, args.threads)
     dtype = torch.bfloat16 if (args.dtype or ("bf16" if args.device.startswith("cuda") else "fp32")) == "bf16" \
         else torch.float32
     _, batch_size, seq, rank = SHAPES[args.shape]
