@@ -156,6 +156,9 @@ def _check_model_pack() -> None:
     torch.testing.assert_close(packed.loss, padded.loss, rtol=1e-5, atol=1e-5)
     for ours, theirs in zip(torch.autograd.grad(packed.loss, trainable), expected, strict=True):
         torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
+    labelled = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+    torch.testing.assert_close(model(**batch, pack=True, num_items_in_batch=2 * labelled).loss, padded.loss / 2,
+                               rtol=1e-5, atol=1e-5)
     with_logits = model(**batch, pack=True, return_logits=True)
     torch.testing.assert_close(with_logits.loss, padded.loss, rtol=1e-5, atol=1e-5)
     merged = model.embed_multimodal(**{k: v for k, v in batch.items() if k != "labels"})
