@@ -18,6 +18,8 @@ the labelled positions only, :mod:`avlm.loss`), plus the options below, each swi
                           trainer does): peft keeps LoRA weights in fp32 and otherwise runs the adapter matmuls in
                           fp32 (no TF32 by default), about 4% of the FLOPs at far lower throughput
     --label-fraction F    labels on the last F of each sequence (1.0: every token, as the issue's anchor)
+    --fp32-base           the LLM's frozen weights in fp32 under bf16 autocast, as avlm.train runs today (it loads
+                          the model in fp32 and lets accelerate autocast): every matmul casts its weight each pass
 
 Times are wall-clock on CUDA and process CPU time on CPU (one thread by default). Units: tokens/s counts every token
 of the batch; MFU_6N = tokens/s x (6N + 12 L d T) / peak and useful-MFU = tokens/s x
@@ -203,6 +205,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compile", action="store_true", help="avlm path: torch.compile each decoder layer")
     parser.add_argument("--autocast", action="store_true",
                         help="avlm path: bf16 autocast (as the trainer's mixed_precision=bf16): LoRA matmuls in bf16")
+    parser.add_argument("--fp32-base", action="store_true", help="avlm path as avlm.train runs it today: LLM weights "
+                        "in fp32 (the model is loaded in fp32) under bf16 autocast (implies --autocast)")
     parser.add_argument("--only", choices=["both", "baseline", "avlm"], default="both")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default 1 on cpu: OpenMP threads on a busy shared box wait on "
@@ -240,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         del model, step
         free_memory(args.device)
     if args.only in ("both", "avlm"):
+        if args.fp32_base:
+            llm, args.autocast = llm.float(), True
         model = avlm_model(llm, rank, args.checkpoint_every if checkpointing else 0)
         if args.only == "both":
             model.llm.load_state_dict({**model.llm.state_dict(), **initial}, strict=True)
