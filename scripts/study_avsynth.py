@@ -33,14 +33,11 @@ from avlm.trainable import TrainablePolicy, set_trainable
 from vision.preprocess import ImageProcessorConfig
 
 
-GRID = 0
-
-
-def variant_config(name: str, side: int, vocab: int, connector: str) -> AVLMConfig:
+def variant_config(name: str, side: int, vocab: int, connector: str, grid: int = 0) -> AVLMConfig:
     """avlm-tiny, optionally wider/deeper, with SigLIP at ``side`` px and the given video connector."""
     model = copy.deepcopy(PRESETS["avlm-tiny"].model)
-    model["connectors"]["video"] = {"name": connector, "options": {"grid": GRID or side // 4} if connector == "spatial_pool"
-                                    else {}}
+    options = {"grid": grid or side // 4} if connector == "spatial_pool" else {}
+    model["connectors"]["video"] = {"name": connector, "options": options}
     model["encoders"]["video"]["config"]["image_size"] = side
     model["text_config"]["vocab_size"] = vocab
     if name in ("small", "small4"):
@@ -110,7 +107,8 @@ def train(model, samples, pad_id, args) -> dict:
         loss = model(**inputs).loss
         optimizer.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        if args.clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
         optimizer.step()
         losses.append(loss.item())
         step += 1
@@ -160,6 +158,10 @@ def main() -> None:
     parser.add_argument("--variant", default="tiny", choices=["tiny", "small", "small4"])
     parser.add_argument("--side", type=int, default=16)
     parser.add_argument("--connector", default="stc_connector_v35", help="video connector (fusion.CONNECTORS)")
+    parser.add_argument("--frozen-audio", action="store_true", help="keep the random-init audio encoder frozen")
+    parser.add_argument("--grid", type=int, default=0, help="spatial_pool grid; 0: no pooling (side / 4)")
+    parser.add_argument("--clip", type=float, default=0.0, help="gradient-norm clipping; 0: none")
+    parser.add_argument("--val-clips", type=int, default=0, help="hold out the last N train clips (seen combinations)")
     parser.add_argument("--frames", type=int, default=4)
     parser.add_argument("--tokenizer", default="tiny", choices=["tiny", "synth"])
     parser.add_argument("--vocab", type=int, default=512)
@@ -179,6 +181,11 @@ def main() -> None:
     started = time.perf_counter()
     train_records, _ = load_annotations([data / "train.json"])
     test_records, _ = load_annotations([data / "test.json"])
+    val_records = []
+    if args.val_clips:
+        last = max(int(r.id.split("-")[1]) for r in train_records) + 1
+        val_records = [r for r in train_records if int(r.id.split("-")[1]) >= last - args.val_clips]
+        train_records = [r for r in train_records if int(r.id.split("-")[1]) < last - args.val_clips]
     if args.train_clips:
         keep = {f"train-{i:05d}" for i in range(args.train_clips)}
         train_records = [r for r in train_records if r.id.rsplit("-", 1)[0] in keep]
@@ -188,22 +195,28 @@ def main() -> None:
     if args.tasks:
         train_records = [r for r in train_records if r.task in args.tasks.split(",")]
         test_records = [r for r in test_records if r.task in args.tasks.split(",")]
-    meta = {row["id"]: row for row in map(json.loads, (data / "test_meta.jsonl").read_text().splitlines())}
+        val_records = [r for r in val_records if r.task in args.tasks.split(",")]
+    meta = {row["id"]: row for split in ("train", "test")
+            for row in map(json.loads, (data / f"{split}_meta.jsonl").read_text().splitlines())}
     media = MediaConfig(num_frames=args.frames, image_frames=2, image_processor=ImageProcessorConfig(size=args.side),
                         audio_features="fbank", max_audio_seconds=10.0)
     tokenizer = make_tokenizer(args.tokenizer, args.vocab)
-    config = variant_config(args.variant, args.side, args.vocab, args.connector)
+    config = variant_config(args.variant, args.side, args.vocab, args.connector, args.grid)
     model = AVLMForCausalLM(config)
-    trainable = set_trainable(model, TrainablePolicy(llm="full", encoders={"video": "full", "audio": "full"}))
+    encoders = {"video": "full", "audio": "frozen" if args.frozen_audio else "full"}
+    trainable = set_trainable(model, TrainablePolicy(llm="full", encoders=encoders))
     processor = Processor(tokenizer, media, config.placeholder_token_ids, config.av_fusion)
-    cache = cache_media(train_records + test_records, media)
+    cache = cache_media(train_records + val_records + test_records, media)
     cache_s = time.perf_counter() - started
     samples = training_samples(train_records, tokenizer, config.placeholder_token_ids, cache)
-    result = {"args": vars(args), "params": sum(p.numel() for p in model.parameters()), "trainable": trainable, "cache_s": round(cache_s, 1),
-              "train_records": len(samples), "mean_len": round(sum(len(s["input_ids"]) for s in samples) / len(samples),
-                                                               1)}
+    result = {"args": vars(args), "params": sum(p.numel() for p in model.parameters()), "trainable": trainable,
+              "cache_s": round(cache_s, 1), "train_records": len(samples),
+              "mean_len": round(sum(len(s["input_ids"]) for s in samples) / len(samples), 1)}
     result.update(train(model, samples, tokenizer.pad_token_id, args))
     evaluated = time.perf_counter()
+    if val_records:
+        seen = answer(model, processor, val_records, cache, None)
+        result["val_seen_pairs"] = summarize(score_answers(seen, [meta[r.id] for r in val_records], parse_caption))
     predictions = answer(model, processor, test_records, cache, None)
     result["full"] = summarize(score_answers(predictions, [meta[r.id] for r in test_records], parse_caption))
     av = [r for r in test_records if r.task == "av_qa"]
