@@ -90,7 +90,7 @@ def train(model, samples, pad_id, args) -> dict:
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     started, step, losses = time.perf_counter(), 0, []
     budget = args.minutes * 60
-    rng = random.Random(0)
+    rng = random.Random(args.seed)
     model.train()
     while True:
         elapsed = time.perf_counter() - started
@@ -172,11 +172,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the initialisation and the batch order")
     parser.add_argument("--tasks", default="", help="comma-separated tasks to train and test on; empty: all")
     parser.add_argument("--results", default="study_results.jsonl")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     data = Path(args.data)
     started = time.perf_counter()
     train_records, _ = load_annotations([data / "train.json"])
