@@ -8,7 +8,8 @@ import importlib.abc as _importlib_abc
 import importlib.util as _importlib_util
 import sys as _sys
 
-_LAZY = {"AVLMConfig": "avlm.config", "AVLMForCausalLM": "avlm.model", "Processor": "avlm.processor", "load": "avlm.api"}
+_LAZY = {"AVLMConfig": "avlm.config", "AVLMForCausalLM": "avlm.model", "Processor": "avlm.processor",
+         "load": "avlm.api"}
 
 
 def __getattr__(name: str):

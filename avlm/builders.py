@@ -164,9 +164,14 @@ def _llm_and_tokenizer(path: str | os.PathLike | None, base: AVLMConfig, tokeniz
     from avlm.tokenizer import add_placeholder_tokens, placeholder_token_ids, train_tiny_tokenizer
 
     if path is None:
-        if tokenizer_source != "tiny":
+        if tokenizer_source not in ("tiny", "tiny-avsynth"):
             raise ValueError("this preset takes its tokenizer and weights from an LLM checkpoint; pass --llm FOLDER")
-        tokenizer = train_tiny_tokenizer()
+        if tokenizer_source == "tiny":
+            tokenizer = train_tiny_tokenizer()
+        else:
+            from avlm.synth.vocab import vocabulary_words
+
+            tokenizer = train_tiny_tokenizer(base.text_config.vocab_size, extra_words=vocabulary_words())
         if placeholder_token_ids(tokenizer) != base.placeholder_token_ids:
             raise ValueError(f"the tiny tokenizer's placeholder ids {placeholder_token_ids(tokenizer)} differ from the "
                              f"preset's {base.placeholder_token_ids}")

@@ -24,8 +24,9 @@ class Preset:
     """AVLMConfig fields."""
     media: dict[str, Any]
     """MediaConfig fields."""
-    tokenizer: Literal["tiny", "llm"]
-    """``"tiny"``: train :func:`avlm.tokenizer.train_tiny_tokenizer`; ``"llm"``: the LLM checkpoint's own tokenizer."""
+    tokenizer: Literal["tiny", "tiny-avsynth", "llm"]
+    """``"tiny"``: train :func:`avlm.tokenizer.train_tiny_tokenizer`; ``"tiny-avsynth"``: the same with AV-Synth's words
+    as single tokens (vocabulary of the preset's LLM); ``"llm"``: the LLM checkpoint's own tokenizer."""
     description: str
 
 
@@ -95,6 +96,19 @@ PRESETS: dict[str, Preset] = {
                     "to the video tokens at one <video> placeholder (ids -201/-202/-200 as in the official code)",
     ),
 }
+
+
+PRESETS["avlm-demo"] = Preset(
+    model={**PRESETS["avlm-tiny"].model,
+           "text_config": {**_TINY_LLM, "vocab_size": 1024},
+           "connectors": {"video": {"name": "spatial_pool", "options": {"grid": 2}},
+                          "audio": {"name": "mlp2x_gelu", "options": {}}}},
+    media=PRESETS["avlm-tiny"].media,
+    tokenizer="tiny-avsynth",
+    description="avlm-tiny for the CPU demo (docs/avsynth.md, learnability study): spatial_pool 2x2 per frame "
+                "(16 video tokens for 4 frames; the tiny STC keeps less of its random features), and the tiny "
+                "tokenizer with AV-Synth's words as single tokens (vocabulary 1024)",
+)
 
 
 def _preset(name: str) -> Preset:

@@ -8,6 +8,7 @@ Any text encodes (byte fallback through the 256 byte symbols); training is deter
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 CHATML_TEMPLATE = (  # Qwen2's template: default system prompt unless the first message is a system message
@@ -41,12 +42,16 @@ clapping cheering shouting whispering ringing knocking engine siren bell applaus
 """
 
 
-def train_tiny_tokenizer(vocab_size: int = 512, model_max_length: int = 4096) -> Any:
+def train_tiny_tokenizer(vocab_size: int = 512, model_max_length: int = 4096,
+                         extra_words: Sequence[str] = ()) -> Any:
     """Train the tiny chat tokenizer on :data:`WORDS` (deterministic, offline, well under a second).
 
     Args:
         vocab_size: BPE vocabulary size, specials and the 256 byte symbols included.
         model_max_length: longest sequence the tokenizer reports (``tokenizer.model_max_length``).
+        extra_words: domain words to favour (e.g. AV-Synth's answers): added to the corpus often enough, both after a
+            space and at the start of a line (an answer follows ``assistant\n``), to become single tokens when
+            ``vocab_size`` leaves room for them.
 
     Returns:
         A ``transformers.PreTrainedTokenizerFast`` with the ChatML template, ``eos_token="<|im_end|>"``,
@@ -63,8 +68,10 @@ def train_tiny_tokenizer(vocab_size: int = 512, model_max_length: int = 4096) ->
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    sentences = [" ".join(WORDS.split()[start:start + 12]) for start in range(0, len(WORDS.split()), 12)]
-    backend.train_from_iterator(sentences * 4, trainer=trainer)
+    sentences = [" ".join(WORDS.split()[start:start + 12]) for start in range(0, len(WORDS.split()), 12)] * 4
+    if extra_words:
+        sentences += [" " + " ".join(extra_words), "\n".join(extra_words)] * 8
+    backend.train_from_iterator(sentences, trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend, eos_token=EOS_TOKEN, pad_token=PAD_TOKEN,
         additional_special_tokens=[token for token in SPECIAL_TOKENS if token not in (EOS_TOKEN, PAD_TOKEN)],

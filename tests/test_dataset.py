@@ -139,3 +139,26 @@ def test_data_config_from_yaml_builds_a_mixed_loader(tmp_path: Path) -> None:
     (tmp_path / "a0.wav").unlink()
     with pytest.raises(AnnotationError, match="audio file not found"):
         build_data(config, tokenizer, FakeMediaLoader(), ids_of(tokenizer, ["video", "audio"]), batch_size=4)
+
+
+def test_media_cache_decodes_each_record_once_and_keeps_missing_audio_errors() -> None:
+    class Counting(FakeMediaLoader):
+        calls: list[str] = []
+
+        def __call__(self, record: Record) -> dict[str, torch.Tensor]:
+            self.calls.append(record.id)
+            return super().__call__(record)
+
+    tokenizer = make_tokenizer(CHATML)
+    loader = Counting()
+    dataset = ConversationDataset(RECORDS, tokenizer, loader, ids_of(tokenizer, ["video", "audio"]),
+                                  allow_missing_audio=True, cache_media=True)
+    first = [dataset[i] for i in range(len(RECORDS))]
+    calls = len(loader.calls)
+    second = [dataset[i] for i in range(len(RECORDS))]
+    assert len(loader.calls) == calls == 5  # av, mute (with audio, then without), video, audio; text loads nothing
+    for a, b in zip(first, second, strict=True):
+        assert a["media_error"] == b["media_error"] and torch.equal(a["input_ids"], b["input_ids"])
+        assert all(torch.equal(a[m], b[m]) for m in ("video", "audio") if m in a)
+    uncached = make_dataset(allow_missing_audio=True)
+    assert uncached.cache is None

@@ -66,7 +66,7 @@ def build_data(
     dataset = ConversationDataset(records, tokenizer, media_loader, placeholder_token_ids,
                                   system_prompt=config.system_prompt, max_length=config.max_length,
                                   media_token_counter=media_token_counter,
-                                  allow_missing_audio=config.allow_missing_audio)
+                                  allow_missing_audio=config.allow_missing_audio, cache_media=config.cache_media)
     sampler = ModalityMixSampler.from_records(records, batch_size, ratios=config.mix_ratios, anchor=config.mix_anchor,
                                               seed=config.seed, drop_last=config.drop_last, rank=rank,
                                               world_size=world_size, shuffle=config.shuffle)

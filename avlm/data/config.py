@@ -49,6 +49,10 @@ class DataConfig:
     """Drop the last incomplete global batch; otherwise it is filled by wrapping around (several processes)."""
     num_workers: int = 4
     """DataLoader worker processes that decode media; 0 decodes in the training process."""
+    cache_media: bool = False
+    """Keep every record's decoded media in memory after its first load (in each worker process): a small data set
+    trained for many epochs decodes each clip once (the CPU demo). Memory grows with the data set: leave it off for
+    real data."""
 
     def __post_init__(self) -> None:
         if self.max_length is not None and self.max_length < 1:

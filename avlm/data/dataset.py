@@ -37,6 +37,7 @@ class ConversationDataset(torch.utils.data.Dataset):
         max_length: longest sequence after media expansion; None: no truncation.
         media_token_counter: record -> tokens per modality, needed with ``max_length`` to count media tokens.
         allow_missing_audio: keep the video of an audio-visual sample whose audio cannot be loaded.
+        cache_media: keep each record's decoded media in memory after its first load (see ``DataConfig``).
     """
 
     def __init__(
@@ -50,6 +51,7 @@ class ConversationDataset(torch.utils.data.Dataset):
         max_length: int | None = None,
         media_token_counter: Callable[[Record], Mapping[str, int]] | None = None,
         allow_missing_audio: bool = False,
+        cache_media: bool = False,
     ):
         if max_length is not None and media_token_counter is None:
             raise ValueError("max_length needs media_token_counter (record -> media tokens per modality) so media "
@@ -66,6 +68,7 @@ class ConversationDataset(torch.utils.data.Dataset):
         self.max_length = max_length
         self.media_token_counter = media_token_counter
         self.allow_missing_audio = allow_missing_audio
+        self.cache: dict[tuple, tuple[dict[str, torch.Tensor], str | None]] | None = {} if cache_media else None
 
     def __len__(self) -> int:
         return len(self.records)
@@ -91,6 +94,14 @@ class ConversationDataset(torch.utils.data.Dataset):
     def _load_media(self, record: Record) -> tuple[dict[str, torch.Tensor], str | None]:
         if not record.modalities:
             return {}, None
+        if self.cache is None:
+            return self._decode_media(record)
+        key = (record.video, record.image, record.audio_path, record.audio is None, record.modalities)
+        if key not in self.cache:
+            self.cache[key] = self._decode_media(record)
+        return self.cache[key]
+
+    def _decode_media(self, record: Record) -> tuple[dict[str, torch.Tensor], str | None]:
         try:
             return dict(self.media_loader(record)), None
         except ValueError as error:
