@@ -1,0 +1,40 @@
+"""avlm demo end to end at toy size: data, a short training run, evaluation with ablations, captions, the report;
+and the avlm-demo preset's tokenizer."""
+
+from __future__ import annotations
+
+import json
+
+from avlm.cli import main
+
+
+def test_demo_runs_end_to_end_and_reuses_its_data(tmp_path, capsys) -> None:
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--n-train", "3", "--n-test", "2", "--steps", "2", "--batch-size", "4"]
+    assert main(args) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert {"held_out", "no_audio", "no_video", "summary", "captions", "seconds", "targets"} <= set(report)
+    names = {row["name"] for row in report["summary"]}
+    assert {"caption attributes", "audio_qa", "video_qa"} <= names
+    assert report["held_out"]["records"] == len((out / "data" / "test_meta.jsonl").read_text().splitlines())
+    assert not report["held_out"]["errors"]
+    assert report["no_audio"]["ablate"] == "audio" and report["no_video"]["ablate"] == "video"
+    captions = (out / "captions.jsonl").read_text().splitlines()
+    assert len(captions) == 3 and "bigbuckbunny.mp4" in captions[-1]  # 2 held-out clips + the real clip
+    assert (out / "model" / "config.json").is_file() and (out / "train" / "metrics.jsonl").is_file()
+    printed = capsys.readouterr().out
+    assert "avlm demo" in printed and "bigbuckbunny.mp4" in printed
+    assert main(args) == 0  # a rerun reuses the data set and the finished run
+    assert "reusing the AV-Synth set" in capsys.readouterr().out
+
+
+def test_demo_preset_tokenizer_has_every_answer_word_as_one_token() -> None:
+    from avlm.builders import build_model
+    from avlm.synth.vocab import vocabulary_words
+
+    model, processor = build_model("avlm-demo")
+    tokenizer = processor.tokenizer
+    assert len(tokenizer) <= model.config.text_config.vocab_size == 1024
+    for word in vocabulary_words():
+        assert len(tokenizer.encode(word, add_special_tokens=False)) == 1, word
+    assert model.num_media_tokens(processor.config.num_frames) == {"video": 16}
