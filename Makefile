@@ -14,7 +14,7 @@ $(BIN)/avlm: pyproject.toml
 install: $(BIN)/avlm
 
 demo: install
-	$(BIN)/avlm inspect --sample bigbuckbunny --out demo_sheet.png
+	$(BIN)/avlm demo --out avlm-demo
 
 lint: install
 	$(BIN)/ruff check .

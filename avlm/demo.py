@@ -43,7 +43,7 @@ class DemoConfig:
     model: str = "avlm-demo"
     """Preset (or model folder) to train from scratch: the LLM, the vision encoder and both connectors train; the
     random audio encoder stays frozen (training it too made audio answers plateau in half of the study's runs)."""
-    steps: int = 1600
+    steps: int = 2200
     """Optimizer steps."""
     batch_size: int = 16
     """Samples per step."""
@@ -87,7 +87,7 @@ def run_demo(config: DemoConfig, say: Callable[[str], Any] = print) -> dict[str,
     seconds["data"] = time.perf_counter() - started
 
     mark = time.perf_counter()
-    say(f"training {config.model} with {RECIPE.name} for {config.steps} steps (every part trainable)")
+    say(f"training {config.model} with {RECIPE.name} for {config.steps} steps (all parts but the audio encoder)")
     result = train(load_recipe(RECIPE, config.recipe_overrides()), say=say)
     model_dir = config.out / "model"
     if model_dir.exists():
@@ -165,10 +165,12 @@ def _evaluations(model: Any, data: Path, config: DemoConfig) -> dict[str, dict[s
 def _captions(model: Any, data: Path, config: DemoConfig) -> list[dict[str, Any]]:
     """Captions of the first held-out clips and of the real bigbuckbunny.mp4, also written to captions.jsonl."""
     from avlm.assets import sample_clip
+    from avlm.inference.requests import Request
 
     clips = sorted((data / "clips").glob("test-*.mp4"))[: config.caption_clips] + [sample_clip("bigbuckbunny")]
-    results = model.caption([str(clip) for clip in clips], prompt="Describe the clip.", batch_size=8,
-                            num_workers=0, max_new_tokens=40)
+    # the question and the media as in AV-Synth's caption records (the whole soundtrack of the clip)
+    requests = [Request("Describe the clip.", str(clip), str(clip)) for clip in clips]
+    results = model.run(requests, batch_size=8, num_workers=0, max_new_tokens=40)
     rows = [{"video": str(clip), **({"caption": result.text} if result.error is None else {"error": result.error})}
             for clip, result in zip(clips, results, strict=True)]
     (config.out / "captions.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))

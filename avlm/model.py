@@ -171,10 +171,15 @@ class AVLMForCausalLM(PreTrainedModel, GenerationMixin):
         return list(rearrange(projected, "1 n d -> n d").split([len(clip) for clip in clips]))
 
     def merge(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, labels: torch.Tensor | None,
-              media: dict[str, list[torch.Tensor]], sample_index: dict[str, torch.Tensor | None]) -> MergedInputs:
-        """Write media tokens at their placeholders: ids [b, L] + media -> embeddings [b, L', D] (see avlm.splice)."""
+              media: dict[str, list[torch.Tensor]], sample_index: dict[str, torch.Tensor | None],
+              padding_side: str | None = None) -> MergedInputs:
+        """Write media tokens at their placeholders: ids [b, L] + media -> embeddings [b, L', D] (see avlm.splice).
+
+        ``padding_side``: where rows that come out shorter are padded; None: as the text is padded ("right" when it
+        is not padded at all). Generation passes "left".
+        """
         return merge_media(input_ids, attention_mask, labels, media, sample_index, self.config.placeholder_token_ids,
-                           self.config.av_fusion, self.get_input_embeddings())
+                           self.config.av_fusion, self.get_input_embeddings(), padding_side)
 
     def embed_multimodal(
         self,
@@ -187,8 +192,9 @@ class AVLMForCausalLM(PreTrainedModel, GenerationMixin):
         audio_features: torch.Tensor | None = None,
         audio_lengths: torch.Tensor | None = None,
         audio_sample_index: torch.Tensor | None = None,
+        padding_side: str | None = None,
     ) -> MergedInputs:
-        """encode -> connect -> merge (inputs as in the module docstring)."""
+        """encode -> connect -> merge (inputs as in the module docstring; ``padding_side`` as in :meth:`merge`)."""
         media: dict[str, list[torch.Tensor]] = {}
         for modality, given in (("video", video_pixels), ("audio", audio_features)):
             if given is not None and modality not in self.encoders:
@@ -199,7 +205,7 @@ class AVLMForCausalLM(PreTrainedModel, GenerationMixin):
         if audio_features is not None:
             media["audio"] = self.connect_audio(self.encode_audio(audio_features, audio_lengths))
         index = {"video": video_sample_index, "audio": audio_sample_index}
-        return self.merge(input_ids, attention_mask, labels, media, index)
+        return self.merge(input_ids, attention_mask, labels, media, index, padding_side)
 
     # ---------------------------------------------------------------------------------------- forward / generate
     def forward(
@@ -282,7 +288,8 @@ class AVLMForCausalLM(PreTrainedModel, GenerationMixin):
         generated tokens, as in VideoLLaMA2.
         """
         merged = self.embed_multimodal(input_ids, attention_mask, None, video_pixels, video_frame_counts,
-                                       video_sample_index, audio_features, audio_lengths, audio_sample_index)
+                                       video_sample_index, audio_features, audio_lengths, audio_sample_index,
+                                       padding_side="left")
         config = copy.deepcopy(generate_kwargs.pop("generation_config", self.generation_config))
         other_kwargs = config.update(**generate_kwargs)  # what is not a generation setting: streamer, stopping, ...
         with warnings.catch_warnings():  # that the penalty skips the prompt is intended (see above)

@@ -43,6 +43,7 @@ def merge_media(
     placeholder_token_ids: Mapping[str, int],
     av_fusion: str,
     embed: torch.nn.Module,
+    padding_side: str | None = None,
 ) -> MergedInputs:
     """Text embeddings with the media tokens written at the (expanded) placeholders.
 
@@ -51,6 +52,9 @@ def merge_media(
         media: modality -> items [n_i, D] in batch order; sample_index: see :func:`assign_media`.
         placeholder_token_ids, av_fusion: from the model config.
         embed: the LLM's input embedding table.
+        padding_side: ``"left"`` or ``"right"``: where rows that come out shorter than the longest are padded (rows
+            gain different numbers of media tokens, so an unpadded text batch may still need padding: generation must
+            pad on the left). None: the side the text is padded on, ``"right"`` when it is not padded.
 
     Returns:
         :class:`MergedInputs`; positions count tokens from 0 at each row's first real token (padding: 1).
@@ -69,7 +73,7 @@ def merge_media(
     placeholders = torch.tensor(list(placeholder_token_ids.values()), device=input_ids.device)
     text_ids = input_ids.masked_fill(torch.isin(input_ids, placeholders) | (attention_mask == 0), 0)
     merged = merge_modal_embeddings(input_ids, embed(text_ids), segments, placeholder_token_ids, attention_mask,
-                                    labels, padding_side=_padding_side(attention_mask))
+                                    labels, padding_side=_padding_side(attention_mask, padding_side))
     return MergedInputs(merged.inputs_embeds, merged.attention_mask.to(attention_mask.dtype), merged.position_ids,
                         merged.labels)
 
@@ -149,17 +153,24 @@ def _block(row: int, kind: str, queues: dict[str, list[list[torch.Tensor]]], row
     return block
 
 
-def _padding_side(attention_mask: torch.Tensor) -> str:
-    """``"left"`` if some row is padded at its start, else ``"right"``; a row with holes is an error."""
+def _padding_side(attention_mask: torch.Tensor, wanted: str | None = None) -> str:
+    """The side the text is padded on (``wanted`` when given and consistent with the mask; ``"right"`` for an unpadded
+    batch without ``wanted``); a row with holes, or padding on the side opposite to ``wanted``, is an error."""
+    if wanted not in (None, "left", "right"):
+        raise ValueError(f"padding_side must be 'left', 'right' or None, got {wanted!r}")
     mask = attention_mask.bool()
     counts = mask.sum(dim=1, keepdim=True)
     positions = torch.arange(mask.shape[1], device=mask.device)[None]
-    right = positions < counts
-    left = positions >= mask.shape[1] - counts
-    if bool((mask == right).all()):
-        return "right"
-    if bool((mask == left).all()):
-        return "left"
+    fits = {"right": bool((mask == (positions < counts)).all()),
+            "left": bool((mask == (positions >= mask.shape[1] - counts)).all())}
+    if wanted is not None:
+        if not fits[wanted]:
+            raise ValueError(f"attention_mask is not padded on the {wanted} (generation needs left-padded prompts: "
+                             "tokenize or collate with padding_side='left')")
+        return wanted
+    for side in ("right", "left"):
+        if fits[side]:
+            return side
     raise ValueError("attention_mask must pad every row on the same side (all on the left or all on the right), "
                      "with no holes between tokens")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from threading import Thread
 
+import pytest
 import torch
 from avlm_dummies import PLACEHOLDERS, dummy_model
 from transformers import GenerationConfig, TextIteratorStreamer
@@ -117,3 +118,20 @@ def test_tiny_preset_batch_of_real_clips_equals_one_by_one() -> None:
         alone = model.generate(**processor(text, video, audio), max_new_tokens=6)
         assert alone[0].tolist() == batched[row].tolist(), f"request {row}"
     assert len({tuple(row) for row in batched.tolist()}) > 2
+
+
+def test_equal_length_prompts_with_different_media_lengths_are_left_padded() -> None:
+    """No text padding, but the rows gain different numbers of media tokens: the spliced rows must be padded on the
+    left for generation (an unpadded text batch once came out right-padded, and the shorter rows answered garbage)."""
+    model = _model()
+    samples = [([10, 11, V, A, 12], 6, 12), ([14, 15, V, A, 16], 2, 4)]  # same prompt length, different media
+    batch = _inputs(samples)
+    assert bool(batch["attention_mask"].all())
+    merged = model.embed_multimodal(**batch, padding_side="left")
+    assert merged.attention_mask[1, 0] == 0 and merged.attention_mask[1, -1] == 1
+    batched = model.generate(**batch, max_new_tokens=6)
+    for row, sample in enumerate(samples):
+        assert model.generate(**_inputs([sample]), max_new_tokens=6)[0].tolist() == batched[row].tolist()
+    right_padded = dict(batch, attention_mask=torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]]))
+    with pytest.raises(ValueError, match="generation needs left-padded prompts"):
+        model.generate(**right_padded, max_new_tokens=2)

@@ -53,8 +53,9 @@ def _print(report: dict, out: Path) -> None:
     def percent(value: float | None) -> str:
         return "" if value is None else f"{value:.0%}"
 
-    table = Table(title="avlm demo: held-out AV-Synth (attribute pairs never seen in training)")
-    for column in ("", "accuracy", "audio silenced", "video blacked out", "chance", "target"):
+    table = Table(title="avlm demo: held-out AV-Synth (attribute pairs never seen in training)",
+                  caption="no audio: soundtracks silenced; no video: frames blacked out (AV questions)")
+    for column in ("", "accuracy", "no audio", "no video", "chance", "target"):
         table.add_column(column, justify="left" if not column else "right")
     for row in report["summary"]:
         target = row.get("target")
