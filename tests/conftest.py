@@ -28,3 +28,20 @@ def bikes() -> Path:
 def carphone() -> Path:
     """176x144 H.264, 4 s at 29.97 fps, no audio track."""
     return sample_clip("carphone")
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    """A tiny model folder with scaled weights (distinct answers per input), one per test module (infer_support)."""
+    from infer_support import tiny_folder
+
+    return tiny_folder(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a whole module: ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    from infer_support import one_torch_thread
+
+    with one_torch_thread():
+        yield

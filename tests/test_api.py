@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from infer_support import one_torch_thread, tiny_folder, write_clips
+from infer_support import tiny_folder, write_clips
 
 import avlm
 from audio import load_audio
@@ -13,10 +13,7 @@ from vision import MediaError, load_video
 GREEDY = {"max_new_tokens": 6, "eos_token_id": None}  # full-length answers: every token is compared
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    with one_torch_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

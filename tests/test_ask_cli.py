@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from infer_support import one_torch_thread, tiny_folder, write_clips
+from infer_support import write_clips
 
 import avlm
 from avlm.cli import main
@@ -13,15 +13,7 @@ from avlm.cli import main
 OPTIONS = ["--max-new-tokens", "5", "--num-workers", "0", "--threads", "1"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    with one_torch_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return tiny_folder(tmp_path_factory)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_one_question_prints_the_answer(tiny_dir, tmp_path, capsys) -> None:

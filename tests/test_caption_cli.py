@@ -5,20 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from infer_support import one_torch_thread, tiny_folder, write_clips
+from infer_support import write_clips
 
 from avlm.cli import main
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    with one_torch_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return tiny_folder(tmp_path_factory)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _lines(path) -> list[dict]:
