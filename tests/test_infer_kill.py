@@ -30,12 +30,22 @@ def _kill_after_progress(process_id: int, out: Path, rng: random.Random, timeout
     return _count(out)
 
 
-def _caption_in_child(argv: list[str]) -> None:
+def _caption_in_child(argv: list[str], batch_delay: float = 0.0) -> None:
+    """``avlm caption`` in a forked child; ``batch_delay`` seconds are added to every batch, so that a signal sent
+    after the first line always lands mid-run, however fast the machine is."""
     import torch
 
+    import avlm.inference.runner as runner
     from avlm.cli import main
 
     torch.set_num_threads(1)
+    generate_texts = runner.generate_texts
+
+    def slowed(*args, **kwargs):
+        time.sleep(batch_delay)
+        return generate_texts(*args, **kwargs)
+
+    runner.generate_texts = slowed
     sys.exit(main(argv))
 
 
@@ -53,7 +63,7 @@ def test_kill_at_random_moments_then_rerun(tmp_path_factory, tmp_path) -> None:
     process.wait()
     fork = multiprocessing.get_context("fork")  # the same command in a forked child: no 4 s import per kill
     for _ in range(3):
-        child = fork.Process(target=_caption_in_child, args=(argv,))
+        child = fork.Process(target=_caption_in_child, args=(argv, 0.05))
         child.start()
         written.append(_kill_after_progress(child.pid, out, rng))
         child.join()
@@ -74,7 +84,7 @@ def test_ctrl_c_stops_cleanly_with_status_130(tmp_path_factory, tmp_path) -> Non
     out = tmp_path / "captions.jsonl"
     argv = ["caption", "--model", str(model), str(tmp_path / "clips"), "-o", str(out), "--batch-size", "1",
             "--num-workers", "0", "--threads", "1", "--max-new-tokens", "24"]
-    child = multiprocessing.get_context("fork").Process(target=_caption_in_child, args=(argv,))
+    child = multiprocessing.get_context("fork").Process(target=_caption_in_child, args=(argv, 0.3))
     child.start()
     start = time.monotonic()
     while _count(out) == 0 and time.monotonic() - start < 60:
