@@ -75,6 +75,8 @@ class AVLMForCausalLM(PreTrainedModel, GenerationMixin):
             llm, encoders, connectors = (given if given is not None else default
                                          for given, default in zip((llm, encoders, connectors), built, strict=True))
         self.llm = llm
+        if self.llm.config._attn_implementation is None:  # an LLM built before this config: give it this model's kernel
+            self.llm.set_attn_implementation(self.config._attn_implementation)
         self.encoders = nn.ModuleDict(encoders)
         self.connectors = nn.ModuleDict(connectors)
         if set(self.encoders) != set(self.connectors) or not set(self.encoders) <= set(config.placeholder_token_ids):
