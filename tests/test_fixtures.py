@@ -39,6 +39,19 @@ def fixtures_root() -> Path | None:
     return default if default.is_dir() else None
 
 
+def official_tiny_case() -> tuple[dict, dict, Path] | None:
+    """The ``videollama2_av_tiny`` fixture as ``(case.json, io tensors, checkpoint folder)``, None when absent."""
+    from safetensors.torch import load_file
+
+    root = fixtures_root()
+    case = root / "videollama2_av_tiny" if root is not None else None
+    if case is None or not (case / "case.json").is_file():
+        return None
+    description = json.loads((case / "case.json").read_text())
+    folder = case / next(name for name in description["files"] if name.endswith("/")).rstrip("/")
+    return description, load_file(str(case / "io.safetensors")), folder
+
+
 def discover() -> list:
     root = fixtures_root()
     if root is None:

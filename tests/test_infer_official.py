@@ -3,29 +3,23 @@ generation_config samples, the processor's reference tokens, and batched answers
 
 from __future__ import annotations
 
-import json
-
 import media
 import pytest
 import torch
 from infer_support import one_torch_thread
-from safetensors.torch import load_file
-from test_fixtures import fixtures_root
+from test_fixtures import official_tiny_case
 
 import avlm
 
-ROOT = fixtures_root()
-CASE = ROOT / "videollama2_av_tiny" if ROOT is not None else None
-pytestmark = pytest.mark.skipif(CASE is None or not (CASE / "case.json").is_file(),
-                                reason="no videollama2_av_tiny fixture (set AVLM_FIXTURES)")
+CASE = official_tiny_case()
+pytestmark = pytest.mark.skipif(CASE is None, reason="no videollama2_av_tiny fixture (set AVLM_FIXTURES)")
 
 
 @pytest.fixture(scope="module")
 def case():
-    description = json.loads((CASE / "case.json").read_text())
-    folder = CASE / next(name for name in description["files"] if name.endswith("/")).rstrip("/")
+    description, io, folder = CASE
     with one_torch_thread():
-        yield description, load_file(str(CASE / "io.safetensors")), avlm.load(folder, device="cpu")
+        yield description, io, avlm.load(folder, device="cpu")
 
 
 def test_greedy_by_default_and_the_reference_prompt(case) -> None:

@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
-import json
-
 import media
 import pytest
 import torch
-from safetensors.torch import load_file
-from test_fixtures import fixtures_root
+from test_fixtures import official_tiny_case
 
 from avlm.media import _videollama2_audio
 from avlm.model import AVLMForCausalLM
 from avlm.processor import Processor
 
-ROOT = fixtures_root()
-CASE = ROOT / "videollama2_av_tiny" if ROOT is not None else None
-pytestmark = pytest.mark.skipif(CASE is None or not (CASE / "case.json").is_file(),
-                                reason="no videollama2_av_tiny fixture (set AVLM_FIXTURES)")
+CASE = official_tiny_case()
+pytestmark = pytest.mark.skipif(CASE is None, reason="no videollama2_av_tiny fixture (set AVLM_FIXTURES)")
 
 
 @pytest.fixture(scope="module")
 def case():
-    description = json.loads((CASE / "case.json").read_text())
-    folder = CASE / next(name for name in description["files"] if name.endswith("/")).rstrip("/")
-    return description, load_file(str(CASE / "io.safetensors")), folder
+    return CASE
 
 
 def test_official_processor_settings(case):
