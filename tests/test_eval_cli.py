@@ -61,6 +61,11 @@ def test_eval_command_report_resume_and_refusal_to_mix_runs(synth_set, tiny_mode
     data = tmp_path / "set"
     shutil.copytree(synth_set, data)
     (data / "clips" / "test-00001.mp4").write_bytes(b"not a video")  # a broken clip: its records become errors
+    records = json.loads((data / "test.json").read_text())
+    question = [{"from": "human", "value": "<video>\nWhich way does it move?"}, {"from": "gpt", "value": "up"}]
+    records += [{"id": "gone", "video": "clips/gone.mp4", "task": "video_qa", "conversations": question},
+                {"id": "malformed", "video": "clips/test-00000.mp4", "task": "video_qa", "conversations": []}]
+    (data / "test.json").write_text(json.dumps(records))
     report_path = tmp_path / "report.json"
     args = ["eval", "--model", str(tiny_model), "--data", str(data / "test.json"), "--output", str(report_path),
             "--max-new-tokens", "3", "--num-workers", "0", "--task", "video_qa", "--task", "audio_qa"]
@@ -68,8 +73,10 @@ def test_eval_command_report_resume_and_refusal_to_mix_runs(synth_set, tiny_mode
     report = json.loads(report_path.read_text())
     answers = (tmp_path / "report.predictions.jsonl").read_text().splitlines()
     assert report["records"] == len(answers) == report["answered"] + len(report["errors"])
-    assert report["errors"] and all("test-00001" in row["id"] for row in report["errors"])
-    assert all("test-00001.mp4" in row["error"] for row in report["errors"])
+    errors = {row["id"]: row["error"] for row in report["errors"]}
+    assert "gone.mp4" in errors.pop("gone") and errors
+    assert all("test-00001" in key and "test-00001.mp4" in message for key, message in errors.items())
+    assert len(report["skipped"]) == 1 and "test.json" in report["skipped"][0]  # the malformed record, with its line
     assert set(report["exact_match"]["task"]) == {"video_qa", "audio_qa"}
     assert main(args) == 0  # resumed: nothing new
     assert (tmp_path / "report.predictions.jsonl").read_text().splitlines() == answers

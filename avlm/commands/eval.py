@@ -114,6 +114,9 @@ def print_report(report: dict[str, Any]) -> None:
         table.add_row(f"caption {_METRIC_NAMES.get(name, name)}", f"{value:.3f}", "", "")
     console = Console()
     console.print(table)
+    if report["skipped"]:
+        console.print(f"[red]{len(report['skipped'])} annotation problem(s); those records were left out[/red], e.g. "
+                      f"{report['skipped'][0]}")
     if report["errors"]:
         console.print(f"[red]{len(report['errors'])} records could not be answered[/red], e.g. "
                       f"{report['errors'][0]['id']}: {report['errors'][0]['error']}")

@@ -5,6 +5,8 @@ record's first human turn (placeholders removed) is the question, its first answ
 record's ``video`` / ``image`` / ``audio`` (or the video's own soundtrack with ``audio_from_video``). The task of a
 record is its ``task`` field ("untyped" without one); a metadata file (AV-Synth writes ``<split>_meta.jsonl`` next to
 ``<split>.json``, found automatically) adds the question ``kind`` and, for captions, the ``attributes`` they state.
+Records that are not valid records are skipped and listed in the report; a record whose media file is missing or
+broken gets an error row and the others are answered.
 
 Ablations: ``ablate="audio"`` gives every sample silence of its clip's length instead of its soundtrack and
 ``ablate="video"`` black frames instead of its video, so the prompt keeps its form and only the information is gone.
@@ -41,6 +43,9 @@ class EvalSet:
     """Rows ``{"id", "question", "answer", "task", "kind", "attributes"?}`` (see :mod:`avlm.eval.scoring`)."""
     failed: list[dict[str, Any]] = field(default_factory=list)
     """Records that could not be prepared (``{"id", "error"}``), e.g. a clip whose length cannot be read."""
+    skipped: list[str] = field(default_factory=list)
+    """Problems of records that are not valid records (malformed JSON, no answer, ...), one line each with file and
+    line; those records are left out. A missing media file is not skipped: its record fails when it is answered."""
 
 
 def load_eval_set(data: str | Path, data_root: str | Path | None = None, meta: str | Path | None = None,
@@ -58,17 +63,20 @@ def load_eval_set(data: str | Path, data_root: str | Path | None = None, meta: s
         limit: keep the first ``limit`` records (after the task filter).
 
     Raises:
-        AnnotationError: the file has invalid records (all listed, with line numbers).
+        AnnotationError: the file cannot be read at all.
         ValueError: a metadata row is malformed, or nothing is left to evaluate.
     """
-    records, _ = load_annotations([AnnotationSource(Path(data))], data_root)
+    records, report = load_annotations([AnnotationSource(Path(data))], data_root, skip_invalid=True,
+                                       check_media=False)
     metadata = _read_meta(_meta_path(Path(data), meta))
     if tasks:
         records = [record for record in records if (record.task or "untyped") in tasks]
     records = records[:limit] if limit is not None else records
     if not records:
-        raise ValueError(f"{data}: no record to evaluate (tasks filter {list(tasks) or 'none'}, limit {limit})")
-    out = EvalSet()
+        problems = "".join(f"\n  {line}" for line in report.problems[:10])
+        raise ValueError(f"{data}: no record to evaluate (tasks filter {list(tasks) or 'none'}, limit {limit})"
+                         f"{problems}")
+    out = EvalSet(skipped=list(report.problems))
     for record in records:
         question, answer = _first_exchange(record)
         extra = metadata.get(record.id, {})
@@ -101,7 +109,8 @@ def build_report(evaluation: EvalSet, answers: dict[str, dict[str, Any]], **head
     errors = [{"id": key, "error": row["error"]} for key, row in answers.items() if "error" in row]
     errors += [row for row in evaluation.failed if row["id"] not in answers]
     return {**header, "records": len(evaluation.references) + len(evaluation.failed), "answered": len(predictions),
-            "errors": errors, **scores, "caption_metrics": caption_metrics(predictions, captions),
+            "errors": errors, "skipped": evaluation.skipped, **scores,
+            "caption_metrics": caption_metrics(predictions, captions),
             "chance": chance_levels(evaluation.references)}
 
 
