@@ -109,7 +109,7 @@ def encoder_spec(name: str, encoder: nn.Module, options: Mapping[str, Any] | Non
 def build_model(preset: str | None = "avlm-tiny", llm: str | os.PathLike | None = None,
                 vision: str | os.PathLike | None = None, audio: str | os.PathLike | None = None,
                 connector: str | None = None, audio_connector: str | None = None, av_fusion: str | None = None,
-                seed: int = 0) -> tuple[nn.Module, Any]:
+                seed: int = 0, connector_options: dict[str, Any] | None = None) -> tuple[nn.Module, Any]:
     """Assemble a new model and its processor: the preset's random-init parts, each replaced by a pretrained one when
     its path is given (the LLM folder also gives the tokenizer, with ``<video>``/``<audio>``/``<image>`` added).
 
@@ -122,6 +122,8 @@ def build_model(preset: str | None = "avlm-tiny", llm: str | os.PathLike | None 
         audio_connector: audio projector; default the preset's.
         av_fusion: ``"separate"`` or ``"concat_at_video"``; default the preset's (``"separate"`` without one).
         seed: seed of the random-init parts.
+        connector_options: options of the video connector (e.g. ``{"num_queries": 64}`` for ``ccam``); they replace
+            the preset's options when ``connector`` is None.
 
     Returns:
         ``(AVLMForCausalLM, Processor)``.
@@ -147,6 +149,10 @@ def build_model(preset: str | None = "avlm-tiny", llm: str | os.PathLike | None 
             encoders[modality] = build_encoder(modality, specs[modality])
     names = {"video": connector, "audio": audio_connector}
     connector_specs = {m: ConnectorSpec(names[m]) if names[m] else base.connectors[m] for m in encoders}
+    if connector_options is not None:
+        if "video" not in connector_specs:
+            raise ValueError("connector_options are for the video connector, but this model has no video encoder")
+        connector_specs["video"] = ConnectorSpec(connector_specs["video"].name, dict(connector_options))
     width = language_model.get_input_embeddings().embedding_dim
     connectors = {m: build_connector(connector_specs[m], encoders[m].output_dim, width) for m in encoders}
     fusion = av_fusion or (base.av_fusion if preset is not None else "separate")

@@ -110,6 +110,30 @@ PRESETS["avlm-demo"] = Preset(
                 "tokenizer with AV-Synth's words as single tokens (vocabulary 1024)",
 )
 
+PRESETS["avsynth-100m"] = Preset(
+    model={
+        "text_config": {**_TINY_LLM, "hidden_size": 768, "intermediate_size": 2048, "num_hidden_layers": 12,
+                        "num_attention_heads": 12, "num_key_value_heads": 4, "vocab_size": 1024,
+                        "rope_theta": 10000.0},
+        "encoders": {"video": {"name": "siglip", "options": {"select_layer": -2}, "config": {
+                         **_TINY_SIGLIP, "hidden_size": 384, "intermediate_size": 1536, "num_hidden_layers": 6,
+                         "num_attention_heads": 6, "image_size": 64, "patch_size": 8}},
+                     "audio": {"name": "beats", "options": {}, "config": {
+                         **_TINY_BEATS, "embed_dim": 128, "encoder_embed_dim": 384, "encoder_layers": 4,
+                         "encoder_ffn_embed_dim": 1536, "encoder_attention_heads": 6, "conv_pos": 32,
+                         "conv_pos_groups": 8, "hidden_size": 384}}},
+        "connectors": {"video": {"name": "ccam", "options": {"num_queries": 64}},
+                       "audio": {"name": "mlp2x_gelu", "options": {}}},
+        "placeholder_token_ids": _TINY_IDS,
+        "av_fusion": "separate",
+    },
+    media={**PRESETS["avlm-tiny"].media, "num_frames": 8, "image_processor": ImageProcessorConfig(size=64)},
+    tokenizer="tiny-avsynth",
+    description="~100M parameters for AV-Synth on one GPU (scripts/recipes/avsynth_gpu.yaml): Qwen2 d=768 x 12, "
+                "SigLIP d=384 x 6 on 64 px frames (8 px patches), BEATs d=384 x 4, CCAM with 64 queries, 8 frames, "
+                "the AV-Synth tokenizer. Compare video connectors at 64 tokens with `avlm build --connector`.",
+)
+
 
 def _preset(name: str) -> Preset:
     if name not in PRESETS:

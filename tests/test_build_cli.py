@@ -130,3 +130,31 @@ def test_merge_lora_writes_a_model_with_the_adapted_outputs(tiny_dir, tmp_path, 
     assert (adapted - base).abs().max() > 1e-2  # the adapters do change the outputs
     assert main(["merge-lora", str(tmp_path / "adapter"), str(tmp_path / "refused"), "--tolerance", "1e-30"]) == 1
     assert not (tmp_path / "refused").exists()
+
+
+def test_build_takes_video_connector_options(tmp_path, capsys) -> None:
+    out = tmp_path / "pool"
+    assert main(["build", str(out), "--preset", "avlm-tiny", "--connector", "spatial_pool",
+                 "--connector-options", '{"grid": 2}']) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["connectors"]["video"] == {"name": "spatial_pool", "options": {"grid": 2}}
+    assert "media tokens: {'video': 16" in capsys.readouterr().out  # 4 frames x 2 x 2
+    with pytest.raises(SystemExit, match="--connector-options is not JSON"):
+        main(["build", str(tmp_path / "bad"), "--preset", "avlm-tiny", "--connector-options", "{grid: 2}"])
+
+
+@pytest.mark.parametrize("connector, options", [("ccam", None), ("stc_connector_v35", {}),
+                                                ("spatial_pool", {"grid": 4, "temporal_pool": 2})])
+def test_avsynth_gpu_preset_gives_every_compared_connector_64_tokens(connector, options) -> None:
+    from avlm.config import ConnectorSpec
+    from avlm.model import AVLMForCausalLM
+    from avlm.presets import from_name, media_config
+
+    config = from_name("avsynth-100m")
+    if options is not None:
+        config.connectors["video"] = ConnectorSpec(connector, options)
+    with torch.device("meta"):
+        model = AVLMForCausalLM(config)
+    assert config.connectors["video"].name == connector
+    assert model.num_media_tokens(media_config("avsynth-100m").num_frames)["video"] == 64
+    assert 90e6 < sum(p.numel() for p in model.parameters()) < 115e6  # "a ~100M-parameter model"

@@ -12,7 +12,7 @@ from avlm.train.config import load_recipe
 from avlm.train.loop import train
 
 RECIPES = Path(__file__).parents[1] / "avlm" / "recipes"
-SHIPPED = ["align", "audio_pretrain", "audio_finetune", "av_joint", "finetune_lora"]
+SHIPPED = ["align", "audio_pretrain", "audio_finetune", "av_joint", "avsynth_gpu", "finetune_lora"]
 # What each stage trains (videollama2.md 5.1): part -> mode.
 TRAINS = {
     "align": {"llm": "frozen", "encoders.audio": "frozen", "connectors.video": "full", "connectors.audio": "full"},
@@ -22,6 +22,8 @@ TRAINS = {
                        "connectors.audio": "full"},
     "av_joint": {"llm": "full", "encoders.video": "frozen", "encoders.audio": "full", "connectors.video": "full",
                  "connectors.audio": "full"},
+    "avsynth_gpu": {"llm": "full", "encoders.video": "full", "encoders.audio": "full", "connectors.video": "full",
+                    "connectors.audio": "full"},
     "finetune_lora": {"llm": "lora", "encoders.audio": "frozen", "connectors.video": "full",
                       "connectors.audio": "full"},
 }
@@ -39,16 +41,21 @@ def test_recipe_parses_strictly_and_documents_itself(name):
     recipe = load_recipe(path)
     modes = dict(recipe.trainable.items())
     assert {part: modes[part] for part in TRAINS[name]} == TRAINS[name]
-    if name == "av_joint":
+    if name in ("av_joint", "avsynth_gpu"):
         assert recipe.data.mix_ratios == {"av": 2, "video": 1, "audio": 1} and recipe.train.batch_size % 4 == 0
+    if name == "av_joint":
         assert recipe.data.sources[0].audio_from_video
+    if name == "avsynth_gpu":  # the preset it names exists and every connector it compares gives 64 video tokens
+        from avlm.presets import PRESETS
+
+        assert recipe.model == "avsynth-100m" and "avsynth-100m" in PRESETS
 
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_tiny_variant_trains(name, tmp_path_factory, tmp_path):
     model = tiny_model_dir(tmp_path_factory)
     overrides = [f"model={model}", "train.max_steps=2", "train.batch_size=1"]
-    if name == "av_joint":  # keep the 2:1:1 mix (no text-only group), with every part trainable (the CPU demo)
+    if name in ("av_joint", "avsynth_gpu"):  # keep the 2:1:1 mix (no text-only group), every part trainable
         data = tiny_data_dir(tmp_path_factory, {"av": 2, "video": 1, "audio": 1}, name="av-video-audio")
         overrides += ["train.batch_size=4", "trainable.encoders.video=full"]
     else:

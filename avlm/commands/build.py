@@ -5,6 +5,7 @@ Examples::
     avlm build runs/tiny --preset avlm-tiny
     avlm build runs/av7b --llm Qwen2-7B-Instruct/ --vision siglip-so400m-patch14-384/ \\
         --audio BEATs_iter3_plus_AS2M.pt --connector stc_connector_v35 --audio-connector mlp2x_gelu
+    avlm build runs/avs-ccam --preset avsynth-100m --connector ccam --connector-options '{"num_queries": 64}'
 
 The folder holds config.json, generation_config.json, safetensors weights, the tokenizer and processor_config.json;
 it loads with ``AVLMForCausalLM.from_pretrained`` / ``avlm.Processor.from_pretrained`` and starts the training recipes.
@@ -25,6 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vision", type=Path, help="local SigLIP or CLIP folder")
     parser.add_argument("--audio", type=Path, help="BEATs .pt file or local Whisper folder")
     parser.add_argument("--connector", help="video connector (fusion.CONNECTORS key), e.g. stc_connector_v35")
+    parser.add_argument("--connector-options", default=None, metavar="JSON",
+                        help='options of the video connector as a JSON object, e.g. \'{"num_queries": 64}\' for '
+                             'ccam (default: the connector\'s own defaults, or the preset\'s when --connector is not '
+                             'given)')
     parser.add_argument("--audio-connector", help="audio projector (fusion.CONNECTORS key), e.g. mlp2x_gelu")
     parser.add_argument("--av-fusion", choices=["separate", "concat_at_video"], default=None,
                         help="separate: <video><audio> placeholders (avlm); concat_at_video: audio tokens appended "
@@ -37,8 +42,18 @@ def run(args: argparse.Namespace) -> int:
 
     if args.preset is None and args.llm is None:
         raise SystemExit("avlm build: give --preset NAME, or the parts (--llm, --vision and/or --audio, connectors)")
+    options = None
+    if args.connector_options is not None:
+        import json
+
+        try:
+            options = json.loads(args.connector_options)
+        except json.JSONDecodeError as error:
+            raise SystemExit(f"avlm build: --connector-options is not JSON ({error}): {args.connector_options!r}")
+        if not isinstance(options, dict):
+            raise SystemExit(f"avlm build: --connector-options must be a JSON object, got {args.connector_options!r}")
     model, processor = build_model(args.preset, args.llm, args.vision, args.audio, args.connector,
-                                   args.audio_connector, args.av_fusion, args.seed)
+                                   args.audio_connector, args.av_fusion, args.seed, connector_options=options)
     model.save_pretrained(args.out_dir)
     processor.save_pretrained(args.out_dir)
     for part, module in [("llm", model.llm), *model.encoders.items(), *(
