@@ -1,14 +1,14 @@
 """Decode benchmark: "16 uniform frames + 10 s of audio features" per clip, avlm vs a naive PyAV loader.
 
-Both run side by side in this process on the same generated H.264 + AAC clips (360p and 720p, 12 s, 25 fps,
-camera-like content at x264 crf 23, a keyframe every 2 s or every 10 s):
+Both run side by side in this process on the same generated H.264 + AAC clips (360p and 720p, 12 s and 60 s,
+25 fps, camera-like content at x264 crf 23, a keyframe every 2 s or every 10 s):
 - avlm:     vision.load_video (decord, seeks only the 16 frames it needs) + audio.load_audio over the same
             10 s window + audio.features.beats_fbank (batched Kaldi fbank);
 - baseline: PyAV decodes every video frame to RGB and picks 16, decodes the whole audio track, resamples it
             with torchaudio and computes torchaudio's Kaldi fbank on the first 10 s.
 Also reports audio-feature throughput alone, as a multiple of real time.
 
-    .venv/bin/python scripts/bench_decode.py [--clips 4] [--repeats 3]
+    .venv/bin/python scripts/bench_decode.py [--clips 4] [--repeats 3] [--seconds 12 60] [--gop 50 250]
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from audio import load_audio
 from audio.features import beats_fbank
 from vision import load_video
 
-SECONDS = 12.0
 AUDIO_SECONDS = 10.0
 FPS = 25
 
@@ -48,21 +47,22 @@ def _scene(index: int, width: int, height: int, rng: np.random.Generator) -> np.
     return frame.clip(0, 255).astype(np.uint8)
 
 
-def write_clip(path: Path, width: int, height: int, seed: int, gop: int) -> Path:
-    """A 12 s H.264 clip of a camera-like scene (a keyframe every ``gop`` frames) with a 48 kHz stereo AAC track."""
+def write_clip(path: Path, width: int, height: int, seed: int, gop: int, seconds: float = 12.0) -> Path:
+    """A ``seconds`` long H.264 clip of a camera-like scene (a keyframe every ``gop`` frames) with a 48 kHz stereo
+    AAC track."""
     rng = np.random.default_rng(seed)
     with av.open(str(path), "w") as container:
         video = container.add_stream("libx264", rate=FPS, options={"preset": "veryfast", "g": str(gop), "crf": "23"})
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         sound = container.add_stream("aac", rate=48000)
         sound.layout = "stereo"
-        for index in range(int(SECONDS * FPS)):
+        for index in range(int(seconds * FPS)):
             frame = av.VideoFrame.from_ndarray(_scene(index + seed, width, height, rng), format="rgb24")
             for packet in video.encode(frame):
                 container.mux(packet)
         for packet in video.encode():
             container.mux(packet)
-        t = np.arange(int(SECONDS * 48000)) / 48000
+        t = np.arange(int(seconds * 48000)) / 48000
         samples = np.stack([np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 660 * t)]).astype(np.float32) * 0.3
         for start in range(0, samples.shape[1], 1024):
             frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, start:start + 1024]), format="fltp",
@@ -127,20 +127,25 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", type=int, default=4, help="clips per resolution")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seconds", type=float, nargs="+", default=[12.0, 60.0],
+                        help="clip durations (12 s: a short clip, 60 s: a typical video-QA clip)")
     parser.add_argument("--gop", type=int, nargs="+", default=[50, 250],
                         help="keyframe intervals in frames (50 = 2 s, streaming-style; 250 = x264's default)")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, torchaudio {torchaudio.__version__}, av {av.__version__}, "
           f"threads {torch.get_num_threads()}")
     with tempfile.TemporaryDirectory() as folder:
-        for gop in args.gop:
-            for name, (width, height) in {"360p": (640, 360), "720p": (1280, 720)}.items():
-                paths = [write_clip(Path(folder) / f"{name}_{gop}_{i}.mp4", width, height, i, gop)
-                         for i in range(args.clips)]
-                fast = clips_per_second(avlm_loader, paths, args.repeats)
-                slow = clips_per_second(naive_loader, paths, args.repeats)
-                print(f"{name}, keyframe every {gop / FPS:.0f} s: avlm {fast:6.2f} clips/s | "
-                      f"naive PyAV {slow:6.2f} clips/s | ratio {fast / slow:5.1f}x")
+        for seconds in args.seconds:
+            for gop in args.gop:
+                for name, (width, height) in {"360p": (640, 360), "720p": (1280, 720)}.items():
+                    paths = [write_clip(Path(folder) / f"{name}_{seconds:g}_{gop}_{i}.mp4", width, height, i, gop,
+                                        seconds) for i in range(args.clips)]
+                    fast = clips_per_second(avlm_loader, paths, args.repeats)
+                    slow = clips_per_second(naive_loader, paths, args.repeats)
+                    print(f"{seconds:g} s {name}, keyframe every {gop / FPS:.0f} s: avlm {fast:6.2f} clips/s | "
+                          f"naive PyAV {slow:6.2f} clips/s | ratio {fast / slow:5.1f}x", flush=True)
+                    for path in paths:
+                        path.unlink()
     for label, factor in feature_real_time_factor(args.repeats * 3).items():
         print(f"audio features (beats_fbank, 10 s at 16 kHz, {label}): {factor:,.0f}x real time")
     return 0

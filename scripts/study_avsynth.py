@@ -33,12 +33,20 @@ from avlm.trainable import TrainablePolicy, set_trainable
 from vision.preprocess import ImageProcessorConfig
 
 
-def variant_config(name: str, side: int, vocab: int, connector: str, grid: int = 0) -> AVLMConfig:
+def variant_config(name: str, side: int, vocab: int, connector: str, grid: int = 0, patch: int = 4,
+                   llm_width: int = 0, vision_width: int = 0, llm_layers: int = 0) -> AVLMConfig:
     """avlm-tiny, optionally wider/deeper, with SigLIP at ``side`` px and the given video connector."""
     model = copy.deepcopy(PRESETS["avlm-tiny"].model)
-    options = {"grid": grid or side // 4} if connector == "spatial_pool" else {}
+    options = {"grid": grid or side // patch} if connector == "spatial_pool" else {}
     model["connectors"]["video"] = {"name": connector, "options": options}
     model["encoders"]["video"]["config"]["image_size"] = side
+    model["encoders"]["video"]["config"]["patch_size"] = patch
+    if llm_width:
+        model["text_config"].update(hidden_size=llm_width, intermediate_size=2 * llm_width)
+    if llm_layers:
+        model["text_config"]["num_hidden_layers"] = llm_layers
+    if vision_width:
+        model["encoders"]["video"]["config"].update(hidden_size=vision_width, intermediate_size=2 * vision_width)
     model["text_config"]["vocab_size"] = vocab
     if name in ("small", "small4"):
         width = 64
@@ -159,6 +167,10 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=16)
     parser.add_argument("--connector", default="stc_connector_v35", help="video connector (fusion.CONNECTORS)")
     parser.add_argument("--frozen-audio", action="store_true", help="keep the random-init audio encoder frozen")
+    parser.add_argument("--patch", type=int, default=4, help="SigLIP patch size (px)")
+    parser.add_argument("--llm-width", type=int, default=0, help="LLM hidden size; 0: the variant's")
+    parser.add_argument("--llm-layers", type=int, default=0, help="LLM layers; 0: the variant's")
+    parser.add_argument("--vision-width", type=int, default=0, help="SigLIP hidden size; 0: the variant's")
     parser.add_argument("--grid", type=int, default=0, help="spatial_pool grid; 0: no pooling (side / 4)")
     parser.add_argument("--clip", type=float, default=0.0, help="gradient-norm clipping; 0: none")
     parser.add_argument("--val-clips", type=int, default=0, help="hold out the last N train clips (seen combinations)")
@@ -174,6 +186,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0, help="seed of the initialisation and the batch order")
     parser.add_argument("--tasks", default="", help="comma-separated tasks to train and test on; empty: all")
+    parser.add_argument("--kinds", default="", help="comma-separated question kinds (meta 'kind'); empty: all")
+    parser.add_argument("--rope-theta", type=float, default=0.0, help="LLM rope_theta; 0: the preset's")
+    parser.add_argument("--connector-options", default="{}", help="JSON options of the video connector")
     parser.add_argument("--results", default="study_results.jsonl")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -199,10 +214,22 @@ def main() -> None:
         val_records = [r for r in val_records if r.task in args.tasks.split(",")]
     meta = {row["id"]: row for split in ("train", "test")
             for row in map(json.loads, (data / f"{split}_meta.jsonl").read_text().splitlines())}
+    if args.kinds:
+        kinds = set(args.kinds.split(","))
+        train_records = [r for r in train_records if meta[r.id]["kind"] in kinds]
+        test_records = [r for r in test_records if meta[r.id]["kind"] in kinds]
+        val_records = [r for r in val_records if meta[r.id]["kind"] in kinds]
     media = MediaConfig(num_frames=args.frames, image_frames=2, image_processor=ImageProcessorConfig(size=args.side),
                         audio_features="fbank", max_audio_seconds=10.0)
     tokenizer = make_tokenizer(args.tokenizer, args.vocab)
-    config = variant_config(args.variant, args.side, args.vocab, args.connector, args.grid)
+    config = variant_config(args.variant, args.side, args.vocab, args.connector, args.grid, args.patch,
+                            args.llm_width, args.vision_width, args.llm_layers)
+    if args.rope_theta:
+        config.text_config.rope_theta = args.rope_theta
+        if getattr(config.text_config, "rope_parameters", None):
+            config.text_config.rope_parameters["rope_theta"] = args.rope_theta
+    if json.loads(args.connector_options):
+        config.connectors["video"].options.update(json.loads(args.connector_options))
     model = AVLMForCausalLM(config)
     encoders = {"video": "full", "audio": "frozen" if args.frozen_audio else "full"}
     trainable = set_trainable(model, TrainablePolicy(llm="full", encoders=encoders))
