@@ -78,14 +78,14 @@ def test_unknown_recipe_key_is_named(model_dir, tmp_path, capsys):
     assert code == 2 and "data.sourcez: unknown key for DataConfig (did you mean 'sources'?)" in out
 
 
-def test_official_av_layout_is_refused_for_training(model_dir, tmp_path_factory, tmp_path, capsys):
+def test_official_av_layout_checks_with_one_video_placeholder(model_dir, tmp_path_factory, tmp_path, capsys):
     import shutil
 
     copy = tmp_path / "concat-model"
     shutil.copytree(model_dir, copy)
     config = json.loads((copy / "config.json").read_text())
-    config["av_fusion"] = "concat_at_video"
+    config["av_fusion"] = "concat_at_video"  # the official VideoLLaMA2-AV layout
     (copy / "config.json").write_text(json.dumps(config))
     data = tiny_data_dir(tmp_path_factory)
     code, out = check(capsys, "--rows", "0", "/dev/null", f"model={copy}", f"data.sources=[{{path: {data}}}]")
-    assert code == 1 and "av_fusion='concat_at_video'" in out and "--av-fusion separate" in out
+    assert code == 0 and "ok" in out

@@ -141,3 +141,25 @@ def test_prompt_ids_match_the_videollama2_reference_fixture() -> None:
     assert (encoded["labels"][: len(reference)] == IGNORE_INDEX).all()
     assert tokenizer.decode(encoded["input_ids"][len(reference):]) == "Dancing.<|im_end|>\n"
     assert (encoded["labels"][len(reference):] != IGNORE_INDEX).all()
+
+
+def test_official_av_layout_writes_one_video_placeholder() -> None:
+    tokenizer = make_tokenizer(CHATML)
+    ids = ids_of(tokenizer, ["video", "audio"])
+    separate = tokenize_conversation(tokenizer, TURNS, ids, ["video", "audio"])
+    concat = tokenize_conversation(tokenizer, TURNS, ids, ["video", "audio"], av_fusion="concat_at_video")
+    tokens = tokenizer.convert_ids_to_tokens(concat["input_ids"].tolist())
+    assert tokens.count("<video>") == 1 and "<audio>" not in tokens  # VideoLLaMA2-AV: audio joins the video block
+    assert len(concat["input_ids"]) == len(separate["input_ids"]) - 1
+    audio_only = tokenize_conversation(tokenizer, TURNS, ids, ["audio"], av_fusion="concat_at_video")
+    assert "<audio>" in tokenizer.convert_ids_to_tokens(audio_only["input_ids"].tolist())
+    # max_length counts the media tokens of both modalities against the one placeholder
+    length = len(concat["input_ids"])
+    fits = tokenize_conversation(tokenizer, TURNS, ids, ["video", "audio"], max_length=length + 14,
+                                 media_token_counts={"video": 10, "audio": 5}, av_fusion="concat_at_video")
+    assert len(fits["input_ids"]) == length
+    cut = tokenize_conversation(tokenizer, TURNS, ids, ["video", "audio"], max_length=length + 13,
+                                media_token_counts={"video": 10, "audio": 5}, av_fusion="concat_at_video")
+    assert len(cut["input_ids"]) == length - 1
+    with pytest.raises(ValueError, match="av_fusion must be one of"):
+        tokenize_conversation(tokenizer, TURNS, ids, ["video"], av_fusion="concat")

@@ -156,3 +156,79 @@ def test_undecodable_audio_trains_on_video_and_is_counted(model_dir, tmp_path):
     train(recipe, say=quiet)
     line = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
     assert line["media_errors"] == 1 and line["samples"] == 2
+
+
+def test_official_av_layout_trains_like_the_separate_one(model_dir, tmp_path_factory, tmp_path):
+    """A concat_at_video model (official VideoLLaMA2-AV layout: one <video> placeholder, audio appended to the video
+    block) gets the same spliced sequence, so the same loss, as the separate layout; and a recipe trains it."""
+    import shutil
+
+    from avlm.data import collate
+    from avlm.data.annotations import load_annotations
+    from avlm.data.dataset import ConversationDataset
+    from avlm.model import AVLMForCausalLM
+    from avlm.processor import Processor
+
+    concat_dir = tmp_path / "concat-model"
+    shutil.copytree(model_dir, concat_dir)
+    config = json.loads((concat_dir / "config.json").read_text())
+    config["av_fusion"] = "concat_at_video"
+    (concat_dir / "config.json").write_text(json.dumps(config))
+    data = tiny_data_dir(tmp_path_factory, {"av": 4}, name="av-only")
+    records, _ = load_annotations([data])
+    processor = Processor.from_pretrained(model_dir)
+    losses, rows = {}, {}
+    for layout, folder in (("separate", model_dir), ("concat_at_video", concat_dir)):
+        model = AVLMForCausalLM.from_pretrained(folder).eval()
+        assert model.config.av_fusion == layout
+        ids = {m: model.config.placeholder_token_ids[m] for m in ("video", "audio")}
+        dataset = ConversationDataset(records, processor.tokenizer, processor.load_media, ids, av_fusion=layout)
+        batch = collate([dataset[i] for i in range(len(dataset))], processor.tokenizer.pad_token_id, "right")
+        rows[layout] = [processor.tokenizer.convert_ids_to_tokens(row) for row in batch["input_ids"].tolist()]
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "labels", "video_pixels", "video_frame_counts",
+                                        "video_sample_index", "audio_features", "audio_lengths", "audio_sample_index")}
+        with torch.no_grad():
+            losses[layout] = model(**inputs).loss
+    assert all(row.count("<video>") == 1 and "<audio>" not in row for row in rows["concat_at_video"])
+    assert all(row.count("<audio>") == 1 for row in rows["separate"])
+    torch.testing.assert_close(losses["concat_at_video"], losses["separate"])
+
+    recipe = tiny_recipe({}, data, tmp_path / "run", f"model={concat_dir}", "trainable.llm=full",
+                         "data.max_length=4096")
+    result = train(recipe, say=quiet)
+    assert len(result.losses) == 3 and all(0 < loss < 20 for loss in result.losses)
+
+
+def test_official_checkpoint_fine_tunes_with_the_lora_recipe(tmp_path):
+    """The official tiny VideoLLaMA2-AV checkpoint (placeholder ids -201/-202 outside the vocabulary, audio appended at
+    <video>) trains with finetune_lora: training ids are the inference prompt plus the answer, and final/ loads."""
+    from pathlib import Path
+
+    from test_fixtures import official_tiny_case
+    from train_support import make_dataset
+
+    from avlm.data.conversation import tokenize_conversation
+    from avlm.model import AVLMForCausalLM
+    from avlm.processor import Processor
+
+    case = official_tiny_case()
+    if case is None:
+        pytest.skip("no fixtures: set AVLM_FIXTURES=/path/to/fixtures")
+    folder = case[2]
+    processor = Processor.from_pretrained(folder)
+    turns = [{"from": "human", "value": "<video>\nWhat colour is it?"}, {"from": "gpt", "value": "red"}]
+    encoded = tokenize_conversation(processor.tokenizer, turns, processor.placeholder_token_ids, ["video", "audio"],
+                                    av_fusion=processor.av_fusion)
+    prompt = processor.encode_prompt("What colour is it?", ["video", "audio"])
+    assert torch.equal(encoded["input_ids"][:len(prompt)], prompt)
+    assert (encoded["labels"][:len(prompt)] == -100).all() and (encoded["labels"][len(prompt):] != -100).all()
+    assert (encoded["input_ids"] == processor.placeholder_token_ids["video"]).sum() == 1
+
+    data = make_dataset(tmp_path / "data", {"av": 2, "video": 2, "audio": 2})
+    recipe = tiny_recipe(Path(__file__).parents[1] / "avlm" / "recipes" / "finetune_lora.yaml", data, tmp_path / "run",
+                         f"model={folder}", "data.mix_ratios=null", "train.max_steps=2", "lora.rank=4",
+                         "lora.alpha=8")
+    result = train(recipe, say=quiet)
+    assert len(result.losses) == 2 and all(0 < loss < 20 for loss in result.losses)
+    tuned = AVLMForCausalLM.from_pretrained(result.final)
+    assert tuned.config.av_fusion == "concat_at_video"

@@ -34,16 +34,12 @@ def run(args: argparse.Namespace) -> int:
     from avlm.data.conversation import token_budget
     from avlm.train.budget import MediaTokenCounter
     from avlm.train.config import load_recipe
-    from avlm.train.setup import check_trainable_layout, placeholder_ids
+    from avlm.train.setup import placeholder_ids
 
     console = Console(highlight=False)
     recipe = load_recipe(args.recipe, args.overrides)
     model, processor = _model_on_meta(recipe.model, recipe.train.seed)
     problems = _policy_problems(recipe, model)
-    try:
-        check_trainable_layout(model, recipe.model)
-    except ValueError as error:
-        problems.append(str(error))
     try:
         records, report = load_annotations(recipe.data.sources, recipe.data.data_root,
                                            skip_invalid=recipe.data.skip_invalid, check_media=recipe.data.check_media)
@@ -55,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     max_length = recipe.data.max_length or model.config.text_config.max_position_embeddings
     if records:
         rows, totals = token_budget(records, processor.tokenizer, MediaTokenCounter(model, processor.config),
-                                    max_length, placeholder_ids(model), recipe.data.system_prompt)
+                                    max_length, placeholder_ids(model), recipe.data.system_prompt,
+                                    model.config.av_fusion)
         _print_budget(console, rows, totals, max_length, args.rows)
     if problems:
         console.print(f"[bold red]{len(problems)} problem(s):[/]")

@@ -37,6 +37,7 @@ def build_data(
     media_token_counter: Callable[[Record], Mapping[str, int]] | None = None,
     rank: int = 0,
     world_size: int = 1,
+    av_fusion: str = "separate",
 ) -> TrainingData:
     """Validate the annotations, then build the dataset, the rank's sampler and a right-padding DataLoader.
 
@@ -49,6 +50,8 @@ def build_data(
         media_token_counter: record -> media tokens per modality; required with ``config.max_length``.
         rank: this process's rank.
         world_size: number of processes.
+        av_fusion: the model's ``AVLMConfig.av_fusion`` (``"concat_at_video"``: audio-visual samples get one
+            ``<video>`` placeholder, as the official VideoLLaMA2-AV data does).
 
     Raises:
         AnnotationError: validation problems (all of them), unless ``config.skip_invalid``.
@@ -66,7 +69,8 @@ def build_data(
     dataset = ConversationDataset(records, tokenizer, media_loader, placeholder_token_ids,
                                   system_prompt=config.system_prompt, max_length=config.max_length,
                                   media_token_counter=media_token_counter,
-                                  allow_missing_audio=config.allow_missing_audio, cache_media=config.cache_media)
+                                  allow_missing_audio=config.allow_missing_audio, cache_media=config.cache_media,
+                                  av_fusion=av_fusion)
     sampler = ModalityMixSampler.from_records(records, batch_size, ratios=config.mix_ratios, anchor=config.mix_anchor,
                                               seed=config.seed, drop_last=config.drop_last, rank=rank,
                                               world_size=world_size, shuffle=config.shuffle)

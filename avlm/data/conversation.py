@@ -12,17 +12,21 @@ model sees at inference.
 Media placeholders are real tokens of the tokenizer, one per modality. As in VideoLLaMA2 ``preprocess_multimodal``,
 annotation placeholders are removed from the text and the sample's placeholders are put at the start of that user
 turn, followed by a newline: ``"<video><audio>\\nWhat is playing?"``. Video comes before audio, so splicing each
-placeholder's features gives VideoLLaMA2-AV's ``[video tokens ; audio tokens]`` order.
+placeholder's features gives VideoLLaMA2-AV's ``[video tokens ; audio tokens]`` order. For a model built with
+``av_fusion="concat_at_video"`` (the official VideoLLaMA2-AV checkpoints) an audio-visual sample gets ``<video>`` only,
+as the official code writes it: the splice appends the audio tokens to that video block.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from avlm.config import AV_FUSIONS
 from avlm.data.annotations import PLACEHOLDERS, Record
 
 IGNORE_INDEX = -100
@@ -38,6 +42,7 @@ def tokenize_conversation(
     system_prompt: str | None = None,
     max_length: int | None = None,
     media_token_counts: Mapping[str, int] | None = None,
+    av_fusion: str = "separate",
 ) -> dict[str, torch.Tensor]:
     """Tokenize a human/gpt conversation and mask everything but the assistant answers.
 
@@ -48,7 +53,9 @@ def tokenize_conversation(
         modalities: the sample's modalities; one placeholder each goes at the start of the user turn.
         system_prompt: an explicit system message; None leaves it to the template (Qwen2 adds its default).
         max_length: longest sequence after media expansion; longer samples lose tokens from the end.
-        media_token_counts: modality -> number of tokens its placeholder expands to (default 1 each).
+        media_token_counts: modality -> number of LLM tokens of its media (default 1 each).
+        av_fusion: the model's layout (:func:`placeholder_modalities`): ``"concat_at_video"`` gives an audio-visual
+            sample one ``<video>`` placeholder.
 
     Returns:
         ``{"input_ids": LongTensor [L], "labels": LongTensor [L]}``.
@@ -64,17 +71,17 @@ def tokenize_conversation(
     if unknown:
         raise ValueError(f"modalities {unknown} have no placeholder token; placeholder_token_ids has "
                          f"{sorted(placeholder_token_ids)}")
-    messages = build_messages(tokenizer, turns, placeholder_token_ids, modalities, system_prompt)
+    marked = placeholder_modalities(modalities, av_fusion)
+    messages = build_messages(tokenizer, turns, placeholder_token_ids, marked, system_prompt)
     text, spans = _render_with_spans(tokenizer, messages)
-    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    input_ids = list(encoded["input_ids"])
+    input_ids, starts = _encode(tokenizer, text, placeholder_token_ids)
     labels = [IGNORE_INDEX] * len(input_ids)
-    for index, (start, _) in enumerate(encoded["offset_mapping"]):
+    for index, start in enumerate(starts):
         if any(begin <= start < end for begin, end in spans):
             labels[index] = input_ids[index]
-    positions = _placeholder_positions(tokenizer, input_ids, placeholder_token_ids, modalities)
-    if max_length is not None:
-        expansion = sum((media_token_counts or {}).get(m, 1) - 1 for m in modalities)
+    positions = _placeholder_positions(tokenizer, input_ids, placeholder_token_ids, marked)
+    if max_length is not None:  # every media token replaces, or joins, one of the placeholders
+        expansion = sum((media_token_counts or {}).get(m, 1) for m in modalities) - len(marked)
         keep = max_length - expansion
         if len(input_ids) > keep:
             if any(position >= keep for position in positions):
@@ -87,6 +94,43 @@ def tokenize_conversation(
     return {"input_ids": torch.tensor(input_ids, dtype=torch.long), "labels": torch.tensor(labels, dtype=torch.long)}
 
 
+def _placeholder_text(tokenizer: Any, modality: str, token_id: int) -> str:
+    """How a placeholder is written in the rendered prompt: its token's text, or ``<video>``/``<audio>``/``<image>``
+    when the id is not a token of the tokenizer (the official VideoLLaMA2 ids -201/-202/-200)."""
+    return tokenizer.convert_ids_to_tokens(token_id) if token_id >= 0 else PLACEHOLDERS[modality]
+
+
+def _encode(tokenizer: Any, text: str, placeholder_token_ids: Mapping[str, int]) -> tuple[list[int], list[int]]:
+    """Token ids of ``text`` and the character where each starts. Placeholders whose id is not a token (negative:
+    the official VideoLLaMA2 checkpoints) split the text, each piece is tokenized on its own and the placeholder id
+    goes between them: VideoLLaMA2's ``tokenizer_multimodal_token`` rule, the same as ``Processor.encode_prompt``."""
+    outside = {PLACEHOLDERS[m]: i for m, i in placeholder_token_ids.items() if i < 0}
+    if not outside:
+        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        return list(encoded["input_ids"]), [start for start, _ in encoded["offset_mapping"]]
+    ids, starts, cursor = [], [], 0
+    for piece in re.split("(" + "|".join(map(re.escape, outside)) + ")", text):
+        if piece in outside:
+            ids.append(outside[piece])
+            starts.append(cursor)
+        elif piece:
+            encoded = tokenizer(piece, add_special_tokens=False, return_offsets_mapping=True)
+            ids += encoded["input_ids"]
+            starts += [cursor + start for start, _ in encoded["offset_mapping"]]
+        cursor += len(piece)
+    return ids, starts
+
+
+def placeholder_modalities(modalities: Sequence[str], av_fusion: str = "separate") -> tuple[str, ...]:
+    """The modalities that get a placeholder token in the prompt: all of them with ``av_fusion="separate"``; with
+    ``"concat_at_video"`` an audio-visual sample has ``<video>`` only (the audio joins the video block)."""
+    if av_fusion not in AV_FUSIONS:
+        raise ValueError(f"av_fusion must be one of {list(AV_FUSIONS)}, got {av_fusion!r}")
+    if av_fusion == "concat_at_video" and "video" in modalities and "audio" in modalities:
+        return tuple(m for m in modalities if m != "audio")
+    return tuple(modalities)
+
+
 def build_messages(
     tokenizer: Any,
     turns: Sequence[Mapping[str, str]],
@@ -95,9 +139,9 @@ def build_messages(
     system_prompt: str | None = None,
 ) -> list[dict[str, str]]:
     """Chat messages with every placeholder text removed and the sample's placeholder tokens leading one user turn."""
-    texts = set(PLACEHOLDERS.values()) | set(tokenizer.convert_ids_to_tokens(list(placeholder_token_ids.values())))
+    texts = set(PLACEHOLDERS.values()) | {_placeholder_text(tokenizer, m, i) for m, i in placeholder_token_ids.items()}
     target = next((i for i, turn in enumerate(turns) if any(t in turn["value"] for t in texts)), 0)
-    prefix = "".join(tokenizer.convert_ids_to_tokens(placeholder_token_ids[m])
+    prefix = "".join(_placeholder_text(tokenizer, m, placeholder_token_ids[m])
                      for m in sorted(modalities, key=MODALITY_ORDER.index))
     messages = [] if system_prompt is None else [{"role": "system", "content": system_prompt}]
     for index, turn in enumerate(turns):
@@ -138,7 +182,7 @@ def _placeholder_positions(tokenizer: Any, input_ids: list[int], placeholder_tok
         found = [i for i, value in enumerate(input_ids) if value == token_id]
         expected = 1 if modality in modalities else 0
         if len(found) != expected:
-            token = tokenizer.convert_ids_to_tokens(token_id)
+            token = _placeholder_text(tokenizer, modality, token_id)
             raise ValueError(f"placeholder {token!r} (id {token_id}, modality {modality!r}) appears {len(found)} times "
                              f"in the tokenized prompt, expected {expected}; it must be one special token of the "
                              "tokenizer (tokenizer.add_special_tokens) and must not occur in the text")
@@ -176,6 +220,7 @@ def token_budget(
     max_length: int,
     placeholder_token_ids: Mapping[str, int],
     system_prompt: str | None = None,
+    av_fusion: str = "separate",
 ) -> tuple[list[BudgetRow], BudgetTotals]:
     """Count text, answer and media tokens per sample against ``max_length`` (the dry run of ``avlm check``).
 
@@ -186,6 +231,7 @@ def token_budget(
         max_length: the model's maximum sequence length.
         placeholder_token_ids: modality -> placeholder token id.
         system_prompt: as in training.
+        av_fusion: the model's layout (as in :func:`tokenize_conversation`).
 
     Returns:
         One row per record, and the totals; ``truncated`` rows exceed ``max_length``.
@@ -197,8 +243,8 @@ def token_budget(
             raise ValueError(f"media_token_counter returned {sorted(media)} for record {record.id!r} "
                              f"({record.location}), expected counts for {list(record.modalities)}")
         encoded = tokenize_conversation(tokenizer, record.conversations, placeholder_token_ids, record.modalities,
-                                        system_prompt)
-        text = len(encoded["input_ids"]) - len(record.modalities)
+                                        system_prompt, av_fusion=av_fusion)
+        text = len(encoded["input_ids"]) - len(placeholder_modalities(record.modalities, av_fusion))
         answers = int((encoded["labels"] != IGNORE_INDEX).sum())
         total = text + sum(media.values())
         rows.append(BudgetRow(record.id, record.location, text, answers, media, total, total > max_length))

@@ -38,6 +38,7 @@ class ConversationDataset(torch.utils.data.Dataset):
         media_token_counter: record -> tokens per modality, needed with ``max_length`` to count media tokens.
         allow_missing_audio: keep the video of an audio-visual sample whose audio cannot be loaded.
         cache_media: keep each record's decoded media in memory after its first load (see ``DataConfig``).
+        av_fusion: the model's layout; ``"concat_at_video"`` gives audio-visual samples one ``<video>`` placeholder.
     """
 
     def __init__(
@@ -52,6 +53,7 @@ class ConversationDataset(torch.utils.data.Dataset):
         media_token_counter: Callable[[Record], Mapping[str, int]] | None = None,
         allow_missing_audio: bool = False,
         cache_media: bool = False,
+        av_fusion: str = "separate",
     ):
         if max_length is not None and media_token_counter is None:
             raise ValueError("max_length needs media_token_counter (record -> media tokens per modality) so media "
@@ -68,6 +70,7 @@ class ConversationDataset(torch.utils.data.Dataset):
         self.max_length = max_length
         self.media_token_counter = media_token_counter
         self.allow_missing_audio = allow_missing_audio
+        self.av_fusion = av_fusion
         self.cache: dict[tuple, tuple[dict[str, torch.Tensor], str | None]] | None = {} if cache_media else None
 
     def __len__(self) -> int:
@@ -86,7 +89,8 @@ class ConversationDataset(torch.utils.data.Dataset):
             counts = {m: n for m, n in self.media_token_counter(record).items() if m in record.modalities}
         try:
             sample = tokenize_conversation(self.tokenizer, record.conversations, self.placeholder_token_ids,
-                                           record.modalities, self.system_prompt, self.max_length, counts)
+                                           record.modalities, self.system_prompt, self.max_length, counts,
+                                           av_fusion=self.av_fusion)
         except ValueError as error:
             raise ValueError(f"record {record.id!r} ({record.location}): {error}") from error
         return {**sample, **media, "id": record.id, "media_error": media_error}

@@ -64,14 +64,6 @@ def prepare_model(recipe: Recipe) -> tuple[nn.Module, Any, dict[str, int]]:
     return model, processor, counts
 
 
-def check_trainable_layout(model: nn.Module, source: str) -> None:
-    """Training data puts one placeholder per modality (``<video><audio>``); that needs ``av_fusion="separate"``."""
-    if model.config.av_fusion != "separate":
-        raise ValueError(f"model {source!r} has av_fusion={model.config.av_fusion!r} (the official VideoLLaMA2-AV "
-                         "layout: audio appended at <video>), but training samples carry a <video> and an <audio> "
-                         "placeholder each; build the model with `avlm build ... --av-fusion separate`")
-
-
 def placeholder_ids(model: nn.Module) -> dict[str, int]:
     ids = model.config.placeholder_token_ids
     return {m: ids[m] for m in MODALITIES if m in ids and m in model.encoders}
@@ -80,10 +72,10 @@ def placeholder_ids(model: nn.Module) -> dict[str, int]:
 def build_setup(recipe: Recipe, rank: int = 0, world_size: int = 1) -> TrainingSetup:
     """Model, processor and this rank's data for ``recipe`` (validation errors list every problem)."""
     model, processor, counts = prepare_model(recipe)
-    check_trainable_layout(model, recipe.model)
     counter = MediaTokenCounter(model, processor.config) if recipe.data.max_length is not None else None
     data = build_data(recipe.data, processor.tokenizer, processor.load_media, placeholder_ids(model),
-                      recipe.train.batch_size, media_token_counter=counter, rank=rank, world_size=world_size)
+                      recipe.train.batch_size, media_token_counter=counter, rank=rank, world_size=world_size,
+                      av_fusion=model.config.av_fusion)
     return TrainingSetup(model, processor, data, counts)
 
 
