@@ -4,13 +4,17 @@ Each request comes with its base record (e.g. ``{"video": path}``). Requests who
 file are skipped (resume); each finished batch is written at once, one fsynced line per request (see
 :class:`avlm.inference.ResultWriter`): the base record plus the answer field, ``num_frames``, ``has_audio`` and
 ``seconds``, or the base record plus ``error``. A rich progress bar (clips/s, ETA, errors so far) and a summary
-table go to stderr.
+table go to stderr. Ctrl-C stops the job after the batch in progress (its lines are written); a second Ctrl-C stops
+at once. Either way every finished line is on disk and a rerun resumes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,7 +85,7 @@ def run_job(model: Any, writer: ResultWriter, requests: Sequence[Request], recor
     start = time.perf_counter()
     if not todo:
         return summary
-    with _progress(unit) as progress:
+    with _progress(unit) as progress, _stop_on_ctrl_c() as stop:
         task = progress.add_task(unit, total=len(todo), errors=len(summary.errors))
         try:
             for batch in run_requests(model.model, model.processor, [requests[i] for i in todo],
@@ -89,10 +93,36 @@ def run_job(model: Any, writer: ResultWriter, requests: Sequence[Request], recor
                 for result in batch:
                     _write(writer, records[todo[result.index]], result, answer_field, summary)
                 progress.update(task, advance=len(batch), errors=len(summary.errors))
-        except KeyboardInterrupt:  # Ctrl-C: every finished line is already on disk; report and let the user rerun
+                if stop.is_set():
+                    summary.interrupted = True
+                    break
+        except KeyboardInterrupt:  # a second Ctrl-C: every finished line is already on disk; report, rerun resumes
             summary.interrupted = True
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+@contextlib.contextmanager
+def _stop_on_ctrl_c() -> Iterator[threading.Event]:
+    """While the job runs, the first SIGINT sets the returned event (the loop stops after the batch in progress) and
+    a second one raises KeyboardInterrupt. A KeyboardInterrupt raised by the first could land inside library code
+    that swallows it (a destructor, a C callback) and be lost; a flag cannot. Off the main thread, where no signal
+    handler can be installed, the event is never set and Ctrl-C behaves as usual."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _write(writer: ResultWriter, base: dict[str, Any], result: Result, answer_field: str,
