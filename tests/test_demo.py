@@ -38,3 +38,4 @@ def test_demo_preset_tokenizer_has_every_answer_word_as_one_token() -> None:
     for word in vocabulary_words():
         assert len(tokenizer.encode(word, add_special_tokens=False)) == 1, word
     assert model.num_media_tokens(processor.config.num_frames) == {"video": 16}
+    assert model.config.text_config.hidden_size == 64  # the width the second study chose (docs/avsynth.md)
