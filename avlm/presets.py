@@ -106,8 +106,9 @@ PRESETS["avlm-demo"] = Preset(
     media=PRESETS["avlm-tiny"].media,
     tokenizer="tiny-avsynth",
     description="avlm-tiny for the CPU demo (docs/avsynth.md, learnability studies): the LLM at d=64 (d=32 cannot "
-                "learn motion direction; d=64 beat it on held-out video, AV and caption scores for +16 s), spatial_pool 2x2 per "
-                "frame (16 video tokens for 4 frames; the tiny STC keeps less of its random features), and the tiny "
+                "learn motion direction; d=64 beat it on held-out video, AV and caption scores for +16 s), "
+                "spatial_pool 2x2 per frame (16 video tokens for 4 frames; the tiny STC keeps less of its random "
+                "features), and the tiny "
                 "tokenizer with AV-Synth's words as single tokens (vocabulary 1024)",
 )
 
