@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from avlm.data.conversation import encode_with_placeholders, placeholder_modalities
 from avlm.media import IMAGE_SUFFIXES, MediaConfig, load_audio_features, load_video_frames
 from avlm.tokenizer import PLACEHOLDER_TOKENS
 
@@ -117,8 +117,7 @@ class Processor:
 
     def prompt(self, question: str, modalities: Sequence[str]) -> str:
         """The chat-templated prompt text with the placeholders leading the user turn."""
-        if self.av_fusion == "concat_at_video" and "video" in modalities:
-            modalities = ["video"]
+        modalities = placeholder_modalities(modalities, self.av_fusion)
         prefix = "".join(PLACEHOLDER_TOKENS[m] for m in ("video", "audio") if m in modalities)
         content = f"{prefix}\n{question}" if prefix else question
         messages = [] if self.system_prompt is None else [{"role": "system", "content": self.system_prompt}]
@@ -128,14 +127,7 @@ class Processor:
     def encode_prompt(self, question: str, modalities: Sequence[str]) -> torch.Tensor:
         """Prompt ids [L]: the text between placeholders tokenized without special-token insertion, joined by the
         placeholder ids (VideoLLaMA2's rule; equal to plain tokenisation when placeholders are special tokens)."""
-        pattern = "(" + "|".join(re.escape(PLACEHOLDER_TOKENS[name]) for name in self.placeholder_token_ids) + ")"
-        token_of = {PLACEHOLDER_TOKENS[name]: token for name, token in self.placeholder_token_ids.items()}
-        ids: list[int] = []
-        for piece in re.split(pattern, self.prompt(question, modalities)):
-            if piece in token_of:
-                ids.append(token_of[piece])
-            elif piece:
-                ids += self.tokenizer(piece, add_special_tokens=False)["input_ids"]
+        ids, _ = encode_with_placeholders(self.tokenizer, self.prompt(question, modalities), self.placeholder_token_ids)
         return torch.tensor(ids, dtype=torch.long)
 
     def load_media(self, record: Any) -> dict[str, torch.Tensor]:

@@ -74,7 +74,7 @@ def tokenize_conversation(
     marked = placeholder_modalities(modalities, av_fusion)
     messages = build_messages(tokenizer, turns, placeholder_token_ids, marked, system_prompt)
     text, spans = _render_with_spans(tokenizer, messages)
-    input_ids, starts = _encode(tokenizer, text, placeholder_token_ids)
+    input_ids, starts = encode_with_placeholders(tokenizer, text, placeholder_token_ids)
     labels = [IGNORE_INDEX] * len(input_ids)
     for index, start in enumerate(starts):
         if any(begin <= start < end for begin, end in spans):
@@ -100,18 +100,18 @@ def _placeholder_text(tokenizer: Any, modality: str, token_id: int) -> str:
     return tokenizer.convert_ids_to_tokens(token_id) if token_id >= 0 else PLACEHOLDERS[modality]
 
 
-def _encode(tokenizer: Any, text: str, placeholder_token_ids: Mapping[str, int]) -> tuple[list[int], list[int]]:
-    """Token ids of ``text`` and the character where each starts. Placeholders whose id is not a token (negative:
-    the official VideoLLaMA2 checkpoints) split the text, each piece is tokenized on its own and the placeholder id
-    goes between them: VideoLLaMA2's ``tokenizer_multimodal_token`` rule, the same as ``Processor.encode_prompt``."""
-    outside = {PLACEHOLDERS[m]: i for m, i in placeholder_token_ids.items() if i < 0}
-    if not outside:
-        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        return list(encoded["input_ids"]), [start for start, _ in encoded["offset_mapping"]]
+def encode_with_placeholders(tokenizer: Any, text: str,
+                             placeholder_token_ids: Mapping[str, int]) -> tuple[list[int], list[int]]:
+    """Token ids of ``text`` and the character where each starts: the text between placeholders is tokenized piece
+    by piece without special tokens, and each placeholder becomes its id (VideoLLaMA2's ``tokenizer_multimodal_token``
+    rule). It works for ids outside the vocabulary (the official -201/-202/-200) and equals plain tokenisation when
+    the placeholders are special tokens of the tokenizer. Training (:func:`tokenize_conversation`) and inference
+    (``Processor.encode_prompt``) both encode with it."""
+    marks = {_placeholder_text(tokenizer, m, i): i for m, i in placeholder_token_ids.items()}
     ids, starts, cursor = [], [], 0
-    for piece in re.split("(" + "|".join(map(re.escape, outside)) + ")", text):
-        if piece in outside:
-            ids.append(outside[piece])
+    for piece in re.split("(" + "|".join(map(re.escape, marks)) + ")", text) if marks else [text]:
+        if piece in marks:
+            ids.append(marks[piece])
             starts.append(cursor)
         elif piece:
             encoded = tokenizer(piece, add_special_tokens=False, return_offsets_mapping=True)
