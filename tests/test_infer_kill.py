@@ -33,16 +33,11 @@ def _kill_after_progress(process_id: int, out: Path, rng: random.Random, timeout
 def _caption_in_child(argv: list[str], batch_delay: float = 0.0) -> None:
     """``avlm caption`` in a forked child; ``batch_delay`` seconds are added to every batch, so that a signal sent
     after the first line always lands mid-run, however fast the machine is."""
-    import signal as signals
-
     import torch
 
     import avlm.inference.runner as runner
     from avlm.cli import main
 
-    # A fork inherits the test worker's SIGINT disposition (pytest-xdist workers may ignore it); a user's `avlm`
-    # process starts with Python's default handler, which turns Ctrl-C into KeyboardInterrupt.
-    signals.signal(signals.SIGINT, signals.default_int_handler)
     torch.set_num_threads(1)
     generate_texts = runner.generate_texts
 
@@ -52,6 +47,16 @@ def _caption_in_child(argv: list[str], batch_delay: float = 0.0) -> None:
 
     runner.generate_texts = slowed
     sys.exit(main(argv))
+
+
+def _caption_until_first_line(argv: list[str], out: Path, batch_delay: float) -> multiprocessing.Process:
+    """Start ``avlm caption`` in a forked child (``batch_delay`` s per batch) and return once it wrote a line."""
+    child = multiprocessing.get_context("fork").Process(target=_caption_in_child, args=(argv, batch_delay))
+    child.start()
+    start = time.monotonic()
+    while _count(out) == 0 and time.monotonic() - start < 60:
+        time.sleep(0.01)
+    return child
 
 
 def test_kill_at_random_moments_then_rerun(tmp_path_factory, tmp_path) -> None:
@@ -89,11 +94,7 @@ def test_ctrl_c_stops_cleanly_with_status_130(tmp_path_factory, tmp_path) -> Non
     out = tmp_path / "captions.jsonl"
     argv = ["caption", "--model", str(model), str(tmp_path / "clips"), "-o", str(out), "--batch-size", "1",
             "--num-workers", "0", "--threads", "1", "--max-new-tokens", "24"]
-    child = multiprocessing.get_context("fork").Process(target=_caption_in_child, args=(argv, 0.3))
-    child.start()
-    start = time.monotonic()
-    while _count(out) == 0 and time.monotonic() - start < 60:
-        time.sleep(0.01)
+    child = _caption_until_first_line(argv, out, batch_delay=0.3)
     os.kill(child.pid, signal.SIGINT)
     child.join(timeout=60)
     assert child.exitcode == 130
@@ -106,11 +107,7 @@ def test_first_ctrl_c_finishes_the_batch_second_stops_at_once(tmp_path_factory, 
     out = tmp_path / "captions.jsonl"
     argv = ["caption", "--model", str(model), str(tmp_path / "clips"), "-o", str(out), "--batch-size", "1",
             "--num-workers", "0", "--threads", "1", "--max-new-tokens", "4"]
-    child = multiprocessing.get_context("fork").Process(target=_caption_in_child, args=(argv, 3.0))
-    child.start()
-    start = time.monotonic()
-    while _count(out) == 0 and time.monotonic() - start < 60:
-        time.sleep(0.01)
+    child = _caption_until_first_line(argv, out, batch_delay=3.0)
     os.kill(child.pid, signal.SIGINT)  # the next batch is in its 3 s delay: a graceful stop would wait for it
     time.sleep(0.2)
     os.kill(child.pid, signal.SIGINT)  # the second one stops it now
