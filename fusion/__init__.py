@@ -1,5 +1,6 @@
 """fusion: connectors (vision -> LLM, audio -> LLM) and token splicing."""
 
+import inspect
 from typing import Any
 
 from torch import nn
@@ -34,6 +35,12 @@ def build_connector(name: str, input_dim: int, output_dim: int, **options: Any) 
     """
     if name not in CONNECTORS:
         raise ValueError(f"unknown connector {name!r}; choose one of {sorted(CONNECTORS)}")
+    parameters = inspect.signature(CONNECTORS[name]).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):  # **options check themselves
+        valid = sorted(set(parameters) - {"input_dim", "output_dim"})
+        unknown = sorted(set(options) - set(valid))
+        if unknown:
+            raise ValueError(f"unknown options {unknown} for connector {name!r}; its options are {valid}")
     return CONNECTORS[name](input_dim, output_dim, **options)
 
 

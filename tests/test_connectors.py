@@ -47,3 +47,9 @@ def test_spatial_pool_golden_mean():
     pooled = torch.nn.functional.adaptive_avg_pool2d(x[0, 0].T.reshape(8, 4, 4), 2)  # frame 0: d x 2 x 2
     first = connector.mlp(pooled.reshape(8, 4).T[None])  # tokens of frame 0, row-major
     torch.testing.assert_close(connector(x)[0, :4], first[0])
+
+
+def test_unknown_connector_option_lists_the_valid_ones():
+    with pytest.raises(ValueError, match=r"unknown options \['gird'\] for connector 'spatial_pool'; its options are "
+                                         r"\['grid', 'mlp_depth', 'temporal_pool'\]"):
+        build_connector("spatial_pool", 4, 4, gird=2)
