@@ -228,8 +228,7 @@ def main() -> None:
         config.text_config.rope_theta = args.rope_theta
         if getattr(config.text_config, "rope_parameters", None):
             config.text_config.rope_parameters["rope_theta"] = args.rope_theta
-    if json.loads(args.connector_options):
-        config.connectors["video"].options.update(json.loads(args.connector_options))
+    config.connectors["video"].options.update(json.loads(args.connector_options))
     model = AVLMForCausalLM(config)
     encoders = {"video": "full", "audio": "frozen" if args.frozen_audio else "full"}
     trainable = set_trainable(model, TrainablePolicy(llm="full", encoders=encoders))
