@@ -42,6 +42,9 @@ class MediaConfig:
     """Longer audio is cut to its first this many seconds; Whisper's window length (30 s for real Whisper)."""
     min_audio_frames: int = 16
     """Shorter audio is zero-padded to this many feature frames (BEATs needs one 16-frame patch)."""
+    video_backend: Literal["auto", "decord", "pyav"] = "auto"
+    """Which library decodes videos: ``"auto"`` (decord, PyAV for what decord cannot read), ``"decord"`` or
+    ``"pyav"``. The frames are the same; PyAV was 1.0-1.7x faster in ``scripts/bench_decode.py``."""
     preset: Literal["avlm", "videollama2"] = "avlm"
     """``"videollama2"``: the official VideoLLaMA2 preprocessing, for its checkpoints (frame rule and black padding;
     audio of a video as 8 clips of 2 s zero-padded to 30 s; audio files: first channel; bfloat16-rounded fbank)."""
@@ -60,6 +63,8 @@ class MediaConfig:
             errors.append(f"n_mels={self.n_mels}: the BEATs fbank has 128 bins")
         if self.sample_rate != 16000:
             errors.append(f"sample_rate={self.sample_rate}: the audio front ends expect 16000 Hz")
+        if self.video_backend not in ("auto", "decord", "pyav"):
+            errors.append(f"video_backend={self.video_backend!r}; choose 'auto', 'decord' or 'pyav'")
         if self.preset not in ("avlm", "videollama2"):
             errors.append(f"preset={self.preset!r}; choose 'avlm' or 'videollama2'")
         if self.preset == "videollama2" and self.audio_features != "fbank":
@@ -90,7 +95,10 @@ def load_video_frames(video: Any, config: MediaConfig) -> tuple[torch.Tensor, tu
     span = None
     if isinstance(video, (str, os.PathLike)):
         is_image = Path(video).suffix.lower() in IMAGE_SUFFIXES
-        video = load_image(video) if is_image else load_video(video, num_frames=config.num_frames, fps=config.fps)
+        if is_image:
+            video = load_image(video)
+        else:
+            video = load_video(video, num_frames=config.num_frames, fps=config.fps, backend=config.video_backend)
     if isinstance(video, VideoClip):
         span = None if video.backend == "pil" else (video.start, video.end)
         video = video.frames
@@ -145,7 +153,8 @@ def _videollama2_frames(video: Any, config: MediaConfig) -> tuple[torch.Tensor, 
     from vision.videollama2_preset import load_videollama2_video, videollama2_pixel_values
 
     if isinstance(video, (str, os.PathLike)) and Path(video).suffix.lower() not in IMAGE_SUFFIXES:
-        pixels, clip = load_videollama2_video(video, config.image_processor, config.num_frames)
+        pixels, clip = load_videollama2_video(video, config.image_processor, config.num_frames,
+                                              backend=config.video_backend)
         return pixels, (clip.start, clip.end)
     if isinstance(video, (str, os.PathLike)):
         video = load_image(video)

@@ -2,13 +2,16 @@
 
 Both run side by side in this process on the same generated H.264 + AAC clips (360p and 720p, 12 s and 60 s,
 25 fps, camera-like content at x264 crf 23, a keyframe every 2 s or every 10 s):
-- avlm:     vision.load_video (decord, seeks only the 16 frames it needs) + audio.load_audio over the same
-            10 s window + audio.features.beats_fbank (batched Kaldi fbank);
+- avlm:     vision.load_video (seeks only to the 16 frames it needs; one row per ``--backends`` entry: decord,
+            the default reader, and PyAV, its fallback) + audio.load_audio over the same 10 s window +
+            audio.features.beats_fbank (batched Kaldi fbank);
 - baseline: PyAV decodes every video frame to RGB and picks 16, decodes the whole audio track, resamples it
             with torchaudio and computes torchaudio's Kaldi fbank on the first 10 s.
+Before timing, each backend's 16 frames are checked equal to the full decode's frames at the same indices.
 Also reports audio-feature throughput alone, as a multiple of real time.
 
-    .venv/bin/python scripts/bench_decode.py [--clips 4] [--repeats 3] [--seconds 12 60] [--gop 50 250]
+    .venv/bin/python scripts/bench_decode.py [--clips 4] [--repeats 3] [--seconds 12 60] [--gop 50 250] \
+        [--backends decord pyav]
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import av
@@ -75,8 +79,8 @@ def write_clip(path: Path, width: int, height: int, seed: int, gop: int, seconds
     return path
 
 
-def avlm_loader(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    clip = load_video(path, num_frames=16)
+def avlm_loader(path: Path, backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+    clip = load_video(path, num_frames=16, backend=backend)
     sound = load_audio(path, sample_rate=16000, start=0.0, end=AUDIO_SECONDS)
     return clip.frames, beats_fbank(sound.waveform[None], 16000)
 
@@ -94,6 +98,16 @@ def naive_loader(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     fbank = torchaudio.compliance.kaldi.fbank(waveform[None] * 32768, num_mel_bins=128, sample_frequency=16000,
                                               frame_length=25, frame_shift=10)
     return video, fbank
+
+
+def check_same_frames(path: Path, backend: str) -> None:
+    """avlm's frames must equal the naive full decode's frames at the same indices (raises AssertionError)."""
+    clip = load_video(path, num_frames=16, backend=backend)
+    with av.open(str(path)) as container:
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    expected = np.stack([frames[i] for i in clip.indices.tolist()])
+    if not np.array_equal(clip.frames.numpy(), expected):
+        raise AssertionError(f"{path}: avlm ({backend}) frames differ from the full decode at {clip.indices.tolist()}")
 
 
 def clips_per_second(loader, paths: list[Path], repeats: int) -> float:
@@ -123,7 +137,7 @@ def feature_real_time_factor(repeats: int) -> dict[str, float]:
     return result
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", type=int, default=4, help="clips per resolution")
     parser.add_argument("--repeats", type=int, default=3)
@@ -131,7 +145,9 @@ def main() -> int:
                         help="clip durations (12 s: a short clip, 60 s: a typical video-QA clip)")
     parser.add_argument("--gop", type=int, nargs="+", default=[50, 250],
                         help="keyframe intervals in frames (50 = 2 s, streaming-style; 250 = x264's default)")
-    args = parser.parse_args()
+    parser.add_argument("--backends", nargs="+", choices=["auto", "decord", "pyav"], default=["decord", "pyav"],
+                        help="load_video backends to time, one row each")
+    args = parser.parse_args(argv)
     print(f"torch {torch.__version__}, torchaudio {torchaudio.__version__}, av {av.__version__}, "
           f"threads {torch.get_num_threads()}")
     with tempfile.TemporaryDirectory() as folder:
@@ -140,10 +156,13 @@ def main() -> int:
                 for name, (width, height) in {"360p": (640, 360), "720p": (1280, 720)}.items():
                     paths = [write_clip(Path(folder) / f"{name}_{seconds:g}_{gop}_{i}.mp4", width, height, i, gop,
                                         seconds) for i in range(args.clips)]
-                    fast = clips_per_second(avlm_loader, paths, args.repeats)
                     slow = clips_per_second(naive_loader, paths, args.repeats)
-                    print(f"{seconds:g} s {name}, keyframe every {gop / FPS:.0f} s: avlm {fast:6.2f} clips/s | "
-                          f"naive PyAV {slow:6.2f} clips/s | ratio {fast / slow:5.1f}x", flush=True)
+                    for backend in args.backends:
+                        check_same_frames(paths[0], backend)
+                        fast = clips_per_second(partial(avlm_loader, backend=backend), paths, args.repeats)
+                        print(f"{seconds:g} s {name}, keyframe every {gop / FPS:g} s: avlm ({backend}) "
+                              f"{fast:6.2f} clips/s | naive PyAV {slow:6.2f} clips/s | ratio {fast / slow:5.1f}x",
+                              flush=True)
                     for path in paths:
                         path.unlink()
     for label, factor in feature_real_time_factor(args.repeats * 3).items():

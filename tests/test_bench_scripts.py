@@ -1,4 +1,5 @@
-"""The training-step benchmarks run end to end at the tiny shape, and both paths agree on the loss."""
+"""The benchmark scripts run end to end at tiny sizes: the training-step paths agree on the loss, the decode
+benchmark's frames match a full decode."""
 
 from __future__ import annotations
 
@@ -80,3 +81,15 @@ def test_bench_av_step_layout_shape_has_the_real_token_counts() -> None:
         padded, padded_positions = bench_av_step.baseline_loss(model, batch, watch)
     assert (positions, padded_positions) == (2 * 2912 + 1416 + 1560, 4 * 2912)
     torch.testing.assert_close(packed, padded, rtol=1e-5, atol=1e-5)
+
+
+def test_bench_decode_runs_and_its_frames_match_a_full_decode(capsys: pytest.CaptureFixture[str]) -> None:
+    import bench_decode
+
+    assert bench_decode.main(["--clips", "1", "--repeats", "1", "--seconds", "1.5", "--gop", "10",
+                              "--backends", "decord", "pyav"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if "naive PyAV" in line]
+    assert len(rows) == 4  # 360p and 720p, one row per backend
+    for line in rows:
+        fast, slow, ratio = numbers(line.split("every")[1])[1:]
+        assert fast > 0 and slow > 0 and abs(ratio - fast / slow) < 0.06

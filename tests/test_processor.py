@@ -111,3 +111,18 @@ def test_load_media_for_training_records(processor, tmp_path) -> None:
     loaded = processor.load_media(record)
     assert set(loaded) == {"video", "audio"} and loaded["video"].shape == (4, 3, 16, 16)
     assert loaded["audio"].shape[1] == 128
+
+
+@pytest.mark.parametrize("preset", ["avlm", "videollama2"])
+def test_video_backend_setting_reads_the_same_pixels(bigbuckbunny, preset) -> None:
+    from avlm.media import load_video_frames
+
+    results = {}
+    for backend in ("decord", "pyav"):
+        config = MediaConfig(num_frames=4, image_processor=ImageProcessorConfig(size=16), video_backend=backend,
+                             preset=preset)
+        results[backend] = load_video_frames(bigbuckbunny, config)
+    (decord_pixels, decord_span), (pyav_pixels, pyav_span) = results["decord"], results["pyav"]
+    assert torch.equal(decord_pixels, pyav_pixels) and decord_span == pyav_span
+    with pytest.raises(ValueError, match=r"video_backend='ffmpeg'; choose 'auto', 'decord' or 'pyav'"):
+        MediaConfig(video_backend="ffmpeg")

@@ -21,6 +21,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     media = parser.add_argument_group("media")
     media.add_argument("--num-frames", type=int, default=None, help="frames per clip (default: the model's)")
     media.add_argument("--fps", type=float, default=None, help="sample frames at this rate (at most --num-frames)")
+    media.add_argument("--video-backend", choices=("auto", "decord", "pyav"), default=None,
+                       help="video decoder (default: the model's, normally auto = decord, then PyAV for what decord "
+                            "cannot read); pyav is often faster, see docs/benchmarks.md")
     media.add_argument("--no-audio", action="store_true", help="ignore soundtracks: answer from the frames only")
     run = parser.add_argument_group("batching")
     run.add_argument("--batch-size", type=int, default=None, help="clips per generate call (default: 16 GPU, 4 CPU)")
@@ -53,8 +56,8 @@ def generate_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def load_from_args(args: argparse.Namespace) -> Any:
-    """``avlm.load`` with ``--model/--device/--dtype``; ``--num-frames/--fps`` replace the processor's settings;
-    ``--seed`` seeds torch's generator (sampling)."""
+    """``avlm.load`` with ``--model/--device/--dtype``; ``--num-frames/--fps/--video-backend`` replace the processor's
+    settings; ``--seed`` seeds torch's generator (sampling)."""
     from avlm.api import load
 
     for name in ("batch_size", "num_frames"):
@@ -64,7 +67,7 @@ def load_from_args(args: argparse.Namespace) -> Any:
     if args.num_workers is not None and args.num_workers < 0:
         raise ValueError(f"--num-workers {args.num_workers} must be >= 0")
     model = load(args.model, device=args.device, dtype=args.dtype)
-    media = {"num_frames": args.num_frames, "fps": args.fps}
+    media = {"num_frames": args.num_frames, "fps": args.fps, "video_backend": args.video_backend}
     changes = {name: value for name, value in media.items() if value is not None}
     if changes:
         model.processor.config = dataclasses.replace(model.processor.config, **changes)
