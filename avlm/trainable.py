@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+import torch
 from torch import nn
 
 from avlm.lora import LoRAConfig, apply_lora, get_part, is_lora
@@ -84,3 +85,15 @@ def _module(model: nn.Module, part: str) -> nn.Module:
     if part.startswith("connectors."):
         return model.connectors[part.partition(".")[2]]
     return get_part(model, part)
+
+
+def cast_frozen(model: nn.Module, dtype: torch.dtype) -> int:
+    """Store every frozen parameter (``requires_grad`` false) in ``dtype``; trainable ones keep theirs.
+
+    Run after :func:`set_trainable`. Returns the bytes the frozen parameters now take.
+    """
+    frozen = [parameter for parameter in model.parameters() if not parameter.requires_grad]
+    for parameter in frozen:
+        if parameter.is_floating_point():
+            parameter.data = parameter.data.to(dtype)
+    return sum(parameter.numel() * parameter.element_size() for parameter in frozen)

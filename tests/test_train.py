@@ -232,3 +232,36 @@ def test_official_checkpoint_fine_tunes_with_the_lora_recipe(tmp_path):
     assert len(result.losses) == 2 and all(0 < loss < 20 for loss in result.losses)
     tuned = AVLMForCausalLM.from_pretrained(result.final)
     assert tuned.config.av_fusion == "concat_at_video"
+
+
+def test_frozen_weights_in_bfloat16(model_dir, tmp_path_factory, tmp_path):
+    from avlm.model import AVLMForCausalLM
+    from avlm.recipe_config import ConfigError
+    from avlm.train.setup import prepare_model
+
+    data = tiny_data_dir(tmp_path_factory, {"audio": 2, "text": 3}, name="audio-text")
+    common = [f"model={model_dir}", "train.max_steps=6", "train.lr=1e-2", "train.batch_size=1", "lora.dropout=0",
+              "train.mixed_precision=bf16"]
+    half = tiny_recipe({}, data, tmp_path / "half", *common, "train.frozen_dtype=bfloat16")
+    model, _, _ = prepare_model(half)
+    dtypes = {(parameter.requires_grad, parameter.dtype) for parameter in model.parameters()}
+    assert dtypes == {(True, torch.float32), (False, torch.bfloat16)}  # LoRA + connectors fp32, the rest bf16
+    full = train(tiny_recipe({}, data, tmp_path / "full", *common), say=quiet).losses
+    result = train(half, say=quiet)
+    # Same bf16 autocast either way: the matmuls already ran in bf16, so the losses agree closely.
+    assert result.losses == pytest.approx(full, abs=5e-3) and result.losses[-1] < result.losses[0] - 0.05
+    split = tmp_path / "split"
+    train(tiny_recipe({}, data, split, *common, "train.frozen_dtype=bfloat16", "train.save_every=3"), say=quiet,
+          stop_at=3)
+    resumed = train(tiny_recipe({}, data, split, *common, "train.frozen_dtype=bfloat16", "train.resume=auto"),
+                    say=quiet)
+    assert read_losses(split) == pytest.approx(result.losses, abs=1e-6)  # frozen weights re-cast the same way
+    final = AVLMForCausalLM.from_pretrained(resumed.final)
+    assert not any("lora" in name for name, _ in final.named_parameters())
+    # A float32 run in the same process after bf16 ones (accelerate's per-process state is renewed for each run).
+    assert len(train(tiny_recipe({}, data, tmp_path / "fp32", f"model={model_dir}", "train.max_steps=1"),
+                     say=quiet).losses) == 1
+    with pytest.raises(ConfigError, match="frozen_dtype=bfloat16 needs mixed_precision=bf16"):
+        tiny_recipe({}, data, tmp_path, *common, "train.frozen_dtype=bfloat16", "train.mixed_precision=fp32")
+    with pytest.raises(ConfigError, match="FSDP and DeepSpeed keep their own parameter dtypes"):
+        tiny_recipe({}, data, tmp_path, *common, "train.frozen_dtype=bfloat16", "distributed.strategy=fsdp")

@@ -76,7 +76,7 @@ def tiny_recipe(source: Path | dict, annotations: Path, output_dir: Path, *overr
 
     base = [f"data.sources=[{{path: {annotations}}}]", "data.num_workers=0",
             f"train.output_dir={output_dir}", "train.log_every=1", "train.save_every=null", "train.max_steps=3",
-            "train.batch_size=2", "train.grad_accum=1", "train.mixed_precision=fp32",
+            "train.batch_size=2", "train.grad_accum=1", "train.mixed_precision=fp32", "train.frozen_dtype=float32",
             "train.gradient_checkpointing=false", "data.max_length=null"]
     return load_config(Recipe, source, [*base, *overrides])
 

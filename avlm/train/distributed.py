@@ -41,6 +41,7 @@ def layer_classes(model: nn.Module) -> list[str]:
 def make_accelerator(train: TrainConfig, distributed: DistributedConfig, model: nn.Module, world_size: int) -> Any:
     """An Accelerator with the run's precision and, for several processes, the recipe's strategy."""
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
     from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs
 
     handlers = [InitProcessGroupKwargs(timeout=datetime.timedelta(minutes=distributed.timeout_minutes)),
@@ -65,6 +66,9 @@ def make_accelerator(train: TrainConfig, distributed: DistributedConfig, model: 
             zero_stage=distributed.zero_stage, gradient_accumulation_steps=1,
             gradient_clipping=train.max_grad_norm or 0.0,
             offload_optimizer_device="cpu" if distributed.cpu_offload else "none")
+    # accelerate keeps one AcceleratorState per process and refuses a second run with another precision; start each
+    # run from a fresh one, as transformers' TrainingArguments does (the process group, in PartialState, is kept).
+    AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(**options)
     wanted = {"fsdp": "FSDP", "deepspeed": "DEEPSPEED"}.get(distributed.strategy)
     if world_size > 1 and wanted and accelerator.distributed_type.name != wanted:

@@ -127,6 +127,10 @@ def _start(recipe: Recipe, say: Any) -> _Run:
         say(setup.data.report.summary())
         say("trainable parameters: " + ", ".join(f"{part} {count:,}" for part, count in setup.trainable_counts.items()
                                                   if count))
+        frozen = [parameter for parameter in setup.model.parameters() if not parameter.requires_grad]
+        if frozen:
+            size = sum(parameter.numel() * parameter.element_size() for parameter in frozen)
+            say(f"frozen weights: {size / 2**30:.2f} GiB in {config.frozen_dtype}")
     forward = TrainingForward(setup.model, setup.processor.config, run_all_encoders(recipe.distributed, world_size),
                               pack=config.pack_sequences)
     optimizer = build_optimizer(setup.model, config)

@@ -51,8 +51,9 @@ def load_model(source: str, seed: int) -> tuple[nn.Module, Any]:
 
 
 def prepare_model(recipe: Recipe) -> tuple[nn.Module, Any, dict[str, int]]:
-    """Load the model and apply the trainable policy (LoRA adapters are initialised from ``train.seed``)."""
-    from avlm.trainable import prepare_for_training
+    """Load the model, apply the trainable policy (LoRA adapters are initialised from ``train.seed``) and store the
+    frozen weights in ``train.frozen_dtype``."""
+    from avlm.trainable import cast_frozen, prepare_for_training
 
     model, processor = load_model(recipe.model, recipe.train.seed)
     if recipe.train.attn_implementation is not None:
@@ -61,6 +62,7 @@ def prepare_model(recipe: Recipe) -> tuple[nn.Module, Any, dict[str, int]]:
     counts = prepare_for_training(model, recipe.trainable, recipe.lora)
     if not any(counts.values()):
         raise ValueError(f"nothing to train: every part is frozen in trainable={recipe.trainable}")
+    cast_frozen(model, getattr(torch, recipe.train.frozen_dtype))
     return model, processor, counts
 
 
