@@ -87,13 +87,9 @@ def _module(model: nn.Module, part: str) -> nn.Module:
     return get_part(model, part)
 
 
-def cast_frozen(model: nn.Module, dtype: torch.dtype) -> int:
-    """Store every frozen parameter (``requires_grad`` false) in ``dtype``; trainable ones keep theirs.
-
-    Run after :func:`set_trainable`. Returns the bytes the frozen parameters now take.
-    """
-    frozen = [parameter for parameter in model.parameters() if not parameter.requires_grad]
-    for parameter in frozen:
-        if parameter.is_floating_point():
+def cast_frozen(model: nn.Module, dtype: torch.dtype) -> None:
+    """Store every frozen floating-point parameter (``requires_grad`` false) in ``dtype``; trainable ones keep theirs.
+    Run after :func:`set_trainable`."""
+    for parameter in model.parameters():
+        if not parameter.requires_grad and parameter.is_floating_point():
             parameter.data = parameter.data.to(dtype)
-    return sum(parameter.numel() * parameter.element_size() for parameter in frozen)

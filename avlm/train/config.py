@@ -45,8 +45,8 @@ class TrainConfig:
     max_grad_norm: float | None = 1.0
     """Clip the global gradient norm to this; None: no clipping."""
     mixed_precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    """Autocast precision of the forward pass (accelerate); weights and optimizer state stay float32. (Not "no":
-    YAML reads an unquoted no as false.)"""
+    """Autocast precision of the forward pass (accelerate); trainable weights and optimizer state stay float32 (frozen
+    ones: ``frozen_dtype``). (Not "no": YAML reads an unquoted no as false.)"""
     frozen_dtype: Literal["float32", "bfloat16"] = "float32"
     """dtype of the frozen weights (trainable weights and optimizer state stay float32). bfloat16 halves the memory of
     a frozen LLM (a 7B: ~15 GB instead of ~30 GB) and needs ``mixed_precision: bf16``; the LoRA deltas are then
