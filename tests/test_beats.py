@@ -223,3 +223,15 @@ def test_bfloat16_forward_is_finite_and_close(encoder: BEATsEncoder) -> None:
     assert tokens.dtype == torch.bfloat16 and torch.isfinite(tokens).all()
     assert token_lengths.tolist() == [32, 15]
     assert (tokens.float() - reference).abs().max() < 0.25
+
+
+def test_positional_conv_stays_float32_on_cpu_under_autocast(encoder: BEATsEncoder) -> None:
+    from audio.encoders._beats_layers import WeightNormConv1d
+
+    conv = next(module for module in encoder.modules() if isinstance(module, WeightNormConv1d))
+    x = torch.randn(2, conv.bias.numel(), 40, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = conv(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            under_autocast = conv(x)
+    assert torch.equal(under_autocast, expected)  # oneDNN's bf16 grouped conv1d is wrong for some shapes

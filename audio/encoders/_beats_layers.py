@@ -87,10 +87,13 @@ class WeightNormConv1d(nn.Module):
         direction = self.weight_v.float()
         scale = self.weight_g.float() * torch.rsqrt(direction.square().sum(dim=(0, 1), keepdim=True) + WEIGHT_NORM_EPS)
         # oneDNN's reduced-precision grouped conv1d on CPU returns wrong values for some shapes (torch 2.14.1: bf16,
-        # 4 groups, kernel 8 -> cosine 0.06 to the float32 result), so on CPU the convolution runs in float32.
+        # 4 groups, kernel 8 -> cosine 0.06 to the float32 result), so on CPU the convolution runs in float32, also
+        # under autocast (which would otherwise run it in bf16 whatever the input dtype).
         compute = torch.float32 if x.device.type == "cpu" else x.dtype
         weight = (direction * scale).to(compute)
-        out = F.conv1d(x.to(compute), weight, self.bias.to(compute), padding=self.kernel_size // 2, groups=self.groups)
+        with torch.autocast("cpu", enabled=False):  # CPU autocast only: a CUDA input keeps CUDA autocast
+            out = F.conv1d(x.to(compute), weight, self.bias.to(compute), padding=self.kernel_size // 2,
+                           groups=self.groups)
         out = out.to(x.dtype)
         return out[..., :-1] if self.kernel_size % 2 == 0 else out
 
