@@ -44,7 +44,7 @@ class MediaConfig:
     """Shorter audio is zero-padded to this many feature frames (BEATs needs one 16-frame patch)."""
     video_backend: Literal["auto", "decord", "pyav"] = "auto"
     """Which library decodes videos: ``"auto"`` (decord, PyAV for what decord cannot read), ``"decord"`` or
-    ``"pyav"``. The frames are the same; PyAV was 1.0-1.7x faster in ``scripts/bench_decode.py``."""
+    ``"pyav"``. The frames are the same; PyAV is faster on long videos with short GOPs, decord on short clips."""
     preset: Literal["avlm", "videollama2"] = "avlm"
     """``"videollama2"``: the official VideoLLaMA2 preprocessing, for its checkpoints (frame rule and black padding;
     audio of a video as 8 clips of 2 s zero-padded to 30 s; audio files: first channel; bfloat16-rounded fbank)."""

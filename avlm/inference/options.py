@@ -23,7 +23,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     media.add_argument("--fps", type=float, default=None, help="sample frames at this rate (at most --num-frames)")
     media.add_argument("--video-backend", choices=("auto", "decord", "pyav"), default=None,
                        help="video decoder (default: the model's, normally auto = decord, then PyAV for what decord "
-                            "cannot read); pyav is often faster, see docs/benchmarks.md")
+                            "cannot read); pyav is faster on long videos, see docs/benchmarks.md")
     media.add_argument("--no-audio", action="store_true", help="ignore soundtracks: answer from the frames only")
     run = parser.add_argument_group("batching")
     run.add_argument("--batch-size", type=int, default=None, help="clips per generate call (default: 16 GPU, 4 CPU)")
