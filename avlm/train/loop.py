@@ -130,7 +130,8 @@ def _start(recipe: Recipe, say: Any) -> _Run:
         frozen = [parameter for parameter in setup.model.parameters() if not parameter.requires_grad]
         if frozen:
             size = sum(parameter.numel() * parameter.element_size() for parameter in frozen)
-            say(f"frozen weights: {size / 2**30:.2f} GiB in {config.frozen_dtype}")
+            shown = f"{size / 2**30:.2f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
+            say(f"frozen weights: {shown} in {config.frozen_dtype}")
     forward = TrainingForward(setup.model, setup.processor.config, run_all_encoders(recipe.distributed, world_size),
                               pack=config.pack_sequences)
     optimizer = build_optimizer(setup.model, config)
