@@ -59,12 +59,19 @@ def _caption_until_first_line(argv: list[str], out: Path, batch_delay: float) ->
     return child
 
 
-def test_kill_at_random_moments_then_rerun(tmp_path_factory, tmp_path) -> None:
+def _caption_job(tmp_path_factory, tmp_path: Path, clips: int, new_tokens: int) -> tuple[list[str], Path, list[Path]]:
+    """``clips`` generated clips and the ``avlm caption`` arguments that caption them one per batch into
+    ``captions.jsonl``: ``(argv, out, clip paths)``."""
     model = tiny_folder(tmp_path_factory)
-    clips = write_clips(tmp_path / "clips", 12)
+    paths = write_clips(tmp_path / "clips", clips)
     out = tmp_path / "captions.jsonl"
     argv = ["caption", "--model", str(model), str(tmp_path / "clips"), "-o", str(out), "--batch-size", "1",
-            "--num-workers", "0", "--threads", "1", "--max-new-tokens", "24"]
+            "--num-workers", "0", "--threads", "1", "--max-new-tokens", str(new_tokens)]
+    return argv, out, paths
+
+
+def test_kill_at_random_moments_then_rerun(tmp_path_factory, tmp_path) -> None:
+    argv, out, clips = _caption_job(tmp_path_factory, tmp_path, 12, new_tokens=24)
     rng = random.Random()
     process = subprocess.Popen([sys.executable, "-m", "avlm", *argv], cwd=Path(__file__).resolve().parents[1],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -89,11 +96,7 @@ def test_kill_at_random_moments_then_rerun(tmp_path_factory, tmp_path) -> None:
 
 
 def test_ctrl_c_stops_cleanly_with_status_130(tmp_path_factory, tmp_path) -> None:
-    model = tiny_folder(tmp_path_factory)
-    write_clips(tmp_path / "clips", 12)
-    out = tmp_path / "captions.jsonl"
-    argv = ["caption", "--model", str(model), str(tmp_path / "clips"), "-o", str(out), "--batch-size", "1",
-            "--num-workers", "0", "--threads", "1", "--max-new-tokens", "24"]
+    argv, out, _ = _caption_job(tmp_path_factory, tmp_path, 12, new_tokens=24)
     child = _caption_until_first_line(argv, out, batch_delay=0.3)
     os.kill(child.pid, signal.SIGINT)
     child.join(timeout=60)
@@ -102,11 +105,7 @@ def test_ctrl_c_stops_cleanly_with_status_130(tmp_path_factory, tmp_path) -> Non
 
 
 def test_first_ctrl_c_finishes_the_batch_second_stops_at_once(tmp_path_factory, tmp_path) -> None:
-    model = tiny_folder(tmp_path_factory)
-    write_clips(tmp_path / "clips", 6)
-    out = tmp_path / "captions.jsonl"
-    argv = ["caption", "--model", str(model), str(tmp_path / "clips"), "-o", str(out), "--batch-size", "1",
-            "--num-workers", "0", "--threads", "1", "--max-new-tokens", "4"]
+    argv, out, _ = _caption_job(tmp_path_factory, tmp_path, 6, new_tokens=4)
     child = _caption_until_first_line(argv, out, batch_delay=3.0)
     os.kill(child.pid, signal.SIGINT)  # the next batch is in its 3 s delay: a graceful stop would wait for it
     time.sleep(0.2)
