@@ -45,7 +45,7 @@ def test_recipe_parses_strictly_and_documents_itself(name):
         assert recipe.data.mix_ratios == {"av": 2, "video": 1, "audio": 1} and recipe.train.batch_size % 4 == 0
     if name == "av_joint":
         assert recipe.data.sources[0].audio_from_video
-    if name == "avsynth_gpu":  # the preset it names exists and every connector it compares gives 64 video tokens
+    if name == "avsynth_gpu":  # the preset it names exists (test_build_cli checks its 64 video tokens per connector)
         from avlm.presets import PRESETS
 
         assert recipe.model == "avsynth-100m" and "avsynth-100m" in PRESETS
