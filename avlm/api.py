@@ -23,8 +23,12 @@ from typing import Any
 
 import torch
 
+from avlm.assembly import load_pretrained
 from avlm.inference.requests import AUTO, Request, prepare
 from avlm.inference.runner import Result, default_batch_size, default_num_workers, generate_texts, run_requests
+from avlm.modeling.model import AVLMForCausalLM
+from avlm.processing.processor import Processor
+from vision import VideoClip
 
 DEFAULT_CAPTION_PROMPT = "Describe this video in detail."
 DEFAULT_MAX_NEW_TOKENS = 256
@@ -40,14 +44,11 @@ def load(path: str | os.PathLike, device: str | torch.device | None = None,
         dtype: ``"bfloat16"``, ``"float16"``, ``"float32"``, ``"auto"`` (as saved) or a torch dtype; default
             bfloat16 on an accelerator, float32 on CPU.
     """
-    from avlm.model import AVLMForCausalLM
-    from avlm.processor import Processor
-
     device = torch.device(device if device is not None else "cuda" if torch.cuda.is_available() else "cpu")
     if dtype is None:
         dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
-    model = AVLMForCausalLM.from_pretrained(path, dtype=dtype, device=device).eval()
-    return AVLM(model, Processor.from_pretrained(path))
+    model, processor = load_pretrained(path, dtype=dtype, device=device)
+    return AVLM(model.eval(), processor)
 
 
 class AVLM:
@@ -59,7 +60,7 @@ class AVLM:
     Decoding is greedy unless ``do_sample=True`` (the sampling defaults of a checkpoint's generation_config are off).
     """
 
-    def __init__(self, model: Any, processor: Any) -> None:
+    def __init__(self, model: AVLMForCausalLM, processor: Processor) -> None:
         self.model = model
         self.processor = processor
 
@@ -127,6 +128,4 @@ class AVLM:
 
 
 def _is_single(videos: Any) -> bool:
-    from vision import VideoClip
-
     return isinstance(videos, (str, os.PathLike, VideoClip, torch.Tensor))

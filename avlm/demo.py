@@ -78,8 +78,8 @@ class DemoConfig:
 def run_demo(config: DemoConfig, say: Callable[[str], Any] = print) -> dict[str, Any]:
     """Run the demo (see the module docstring); returns the report also written to ``out/report.json``."""
     from avlm.api import load
-    from avlm.train.config import load_recipe
     from avlm.train.loop import train
+    from avlm.train.recipe import load_recipe
 
     seconds: dict[str, float] = {}
     started = time.perf_counter()

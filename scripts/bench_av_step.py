@@ -12,9 +12,9 @@ projector, then a per-sample Python loop cutting each prompt at its placeholder 
 embeddings, a right-padded batch, ``llm(inputs_embeds, attention_mask).logits`` over every position and HF's
 ``ForCausalLMLoss`` (fp32 logits), ``torch.optim.AdamW`` (default implementation).
 avlm: the model's stage methods as ``AVLMForCausalLM.forward`` runs them (``encode_*``, ``connect_*``, vectorised
-``merge``), sequence packing (:mod:`avlm.packing`; ``--no-pack`` keeps the padded batch), the decoder (attention
+``merge``), sequence packing (:mod:`avlm.modeling.packing`; ``--no-pack`` keeps the padded batch), the decoder (attention
 ``--attn``: with SDPA a packed row still computes the masked cross-sample blocks, ``flex_attention`` skips them) and
-:func:`avlm.loss.causal_lm_loss` on the labelled positions only, fused AdamW on CUDA (``--no-fused``), and with
+:func:`avlm.modeling.loss.causal_lm_loss` on the labelled positions only, fused AdamW on CUDA (``--no-fused``), and with
 ``--autocast`` bf16 autocast (peft keeps the LoRA weights in fp32 and would run their matmuls in fp32),
 ``--checkpoint-every N`` (checkpoint every N-th LLM layer only) and ``--compile`` (each LLM decoder layer). The
 baseline runs (loss, then timed steps) before the avlm path changes any of these on the shared model.
@@ -78,10 +78,11 @@ SHAPES = {
 
 def build_model(shape: Shape, device: str, dtype: torch.dtype) -> torch.nn.Module:
     """Random-init model of the shape's preset (audio appended to the video tokens), LoRA on the LLM, checkpointing."""
-    from avlm.lora import LoRAConfig
-    from avlm.model import AVLMForCausalLM
-    from avlm.presets import PRESETS, from_name
-    from avlm.trainable import TrainablePolicy, prepare_for_training
+    from avlm.modeling import AVLMConfig
+    from avlm.modeling.lora import LoRAConfig
+    from avlm.modeling.model import AVLMForCausalLM
+    from avlm.modeling.presets import PRESETS
+    from avlm.modeling.trainable import TrainablePolicy, prepare_for_training
 
     fields = copy.deepcopy(PRESETS[shape.preset].model)
     text = {**fields["text_config"], **shape.text_config, "use_cache": False}
@@ -90,7 +91,7 @@ def build_model(shape: Shape, device: str, dtype: torch.dtype) -> torch.nn.Modul
         spec = encoders[modality]
         spec["config"] = (copy.deepcopy(PRESETS["avlm-tiny"].model["encoders"][modality]["config"]) if overrides is None
                           else {**spec["config"], **overrides})
-    config = from_name(shape.preset, av_fusion="concat_at_video", text_config=text, encoders=encoders)
+    config = AVLMConfig.from_preset(shape.preset, av_fusion="concat_at_video", text_config=text, encoders=encoders)
     torch.manual_seed(0)
     default = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
@@ -162,18 +163,22 @@ def baseline_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], watch:
 
 def avlm_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], watch: Stopwatch,
               pack: bool) -> tuple[torch.Tensor, int]:
-    """``AVLMForCausalLM.forward(**batch, pack=pack)`` run stage by stage."""
-    from avlm.loss import causal_lm_loss
-    from avlm.packing import pack_sequences
+    """``AVLMForCausalLM.forward(**batch, pack=pack)`` run stage by stage (each modality's branch split into its
+    encode and connect steps, so they can be timed apart)."""
+    from avlm.modeling.branches import BRANCHES
+    from avlm.modeling.loss import causal_lm_loss
+    from avlm.modeling.packing import pack_sequences
 
+    inputs = {m: branch.inputs(batch) for m, branch in BRANCHES.items()}
     with watch("vision"), torch.no_grad():
-        frames = model.encode_video(batch["video_pixels"], batch["video_frame_counts"])
+        frames = BRANCHES["video"].encode(model.encoders["video"], inputs["video"])
     with watch("audio"), torch.no_grad():
-        clips = model.encode_audio(batch["audio_features"], batch["audio_lengths"])
+        clips = BRANCHES["audio"].encode(model.encoders["audio"], inputs["audio"])
     with watch("connectors"):
-        media = {"video": model.connect_video(frames), "audio": model.connect_audio(clips)}
+        media = {"video": BRANCHES["video"].connect(model.connectors["video"], frames),
+                 "audio": BRANCHES["audio"].connect(model.connectors["audio"], clips)}
     with watch("splice"):
-        index = {m: batch[f"{m}_sample_index"] for m in media}
+        index = {m: inputs[m].sample_index for m in media}
         merged = model.merge(batch["input_ids"], batch["attention_mask"], batch["labels"], media, index)
         embeds, mask, positions = merged.inputs_embeds, merged.attention_mask, merged.position_ids
         labels = merged.labels

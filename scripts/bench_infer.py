@@ -46,17 +46,18 @@ SHAPES = {"tiny": ("cpu", "float32", 16), "small": ("cpu", "float32", 16), "7b":
 
 def build(shape: str, device: str, dtype: torch.dtype) -> AVLM:
     """A random-weight model of ``shape`` on ``device`` in ``dtype`` with its processor."""
-    from avlm.builders import build_model
-    from avlm.config import AVLMConfig
-    from avlm.model import AVLMForCausalLM
-    from avlm.presets import PRESETS, media_config
-    from avlm.processor import Processor
-    from avlm.tokenizer import train_tiny_tokenizer
+    from avlm.assembly import build_model
+    from avlm.modeling.configuration import AVLMConfig
+    from avlm.modeling.model import AVLMForCausalLM
+    from avlm.modeling.presets import PRESETS
+    from avlm.processing import MediaConfig
+    from avlm.processing.processor import Processor
+    from avlm.processing.tokenizer import train_tiny_tokenizer
 
     if shape == "tiny":
         model, processor = build_model("avlm-tiny", seed=0)
         return AVLM(model.to(device=device, dtype=dtype).eval(), processor)
-    fields, media = copy.deepcopy(PRESETS["videollama2.1-7b-av"].model), media_config("videollama2.1-7b-av")
+    fields, media = copy.deepcopy(PRESETS["videollama2.1-7b-av"].model), MediaConfig.from_preset("videollama2.1-7b-av")
     if shape == "small":
         tiny = PRESETS["avlm-tiny"].model
         fields["text_config"].update(hidden_size=256, intermediate_size=512, num_hidden_layers=4, vocab_size=2048,

@@ -6,11 +6,11 @@ after ``--warmup`` steps.
 
 Baseline: ``Qwen2ForCausalLM`` + ``peft.get_peft_model`` + ``model(input_ids, labels=labels).loss`` (HF's loss over
 full fp32 logits) + ``torch.optim.AdamW`` (default implementation), HF gradient checkpointing (non-reentrant).
-avlm: the LLM inside ``AVLMForCausalLM`` with ``avlm.trainable.prepare_for_training`` (LoRA through avlm.lora), the
+avlm: the LLM inside ``AVLMForCausalLM`` with ``avlm.modeling.trainable.prepare_for_training`` (LoRA through avlm.modeling.lora), the
 calls of ``avlm.train.stages.TrainingForward`` (``merge`` then ``forward(inputs_embeds, labels)``: the chunked loss on
-the labelled positions only, :mod:`avlm.loss`), plus the options below, each switchable so gains can be attributed:
+the labelled positions only, :mod:`avlm.modeling.loss`), plus the options below, each switchable so gains can be attributed:
 
-    --hf-loss             avlm path with HF's full-logits loss instead of avlm.loss
+    --hf-loss             avlm path with HF's full-logits loss instead of avlm.modeling.loss
     --no-fused            avlm path with the default (foreach) AdamW instead of fused AdamW
     --checkpoint-every N  checkpoint every N-th decoder layer only (1 = all, HF's every_n_layers); 0 = no checkpointing
     --compile             torch.compile each decoder layer (avlm path)
@@ -63,7 +63,7 @@ class Run:
 
 
 def qwen2_config(shape: str, attn: str) -> Qwen2Config:
-    from avlm.presets import _QWEN2_7B_INSTRUCT
+    from avlm.modeling.presets import _QWEN2_7B_INSTRUCT
 
     fields = {**_QWEN2_7B_INSTRUCT, **SHAPES[shape][0], "use_cache": False}
     fields.pop("model_type")
@@ -122,10 +122,10 @@ def baseline_step(llm: torch.nn.Module, batch: dict[str, torch.Tensor], rank: in
 
 def avlm_model(llm: torch.nn.Module, rank: int, checkpoint_every: int) -> torch.nn.Module:
     """``AVLMForCausalLM`` around ``llm`` (no encoders), LoRA by avlm's policy, checkpointing as the trainer does."""
-    from avlm.config import AVLMConfig
-    from avlm.lora import LoRAConfig
-    from avlm.model import AVLMForCausalLM
-    from avlm.trainable import TrainablePolicy, prepare_for_training
+    from avlm.modeling.configuration import AVLMConfig
+    from avlm.modeling.lora import LoRAConfig
+    from avlm.modeling.model import AVLMForCausalLM
+    from avlm.modeling.trainable import TrainablePolicy, prepare_for_training
 
     config = AVLMConfig(text_config=llm.config.to_dict(), encoders={}, connectors={},
                         placeholder_token_ids={"video": -201, "audio": -202, "image": -200})

@@ -19,17 +19,17 @@ from pathlib import Path
 
 import torch
 
-from avlm.config import AVLMConfig
 from avlm.data import load_annotations
-from avlm.data.collator import collate
 from avlm.data.conversation import tokenize_conversation
 from avlm.eval import score_answers
-from avlm.media import MediaConfig, load_audio_features, load_video_frames
-from avlm.model import AVLMForCausalLM
-from avlm.presets import PRESETS
-from avlm.processor import Processor
+from avlm.modeling.configuration import AVLMConfig
+from avlm.modeling.model import AVLMForCausalLM
+from avlm.modeling.presets import PRESETS
+from avlm.modeling.trainable import TrainablePolicy, set_trainable
+from avlm.processing.collator import collate
+from avlm.processing.media import MediaConfig, load_audio_features, load_video_frames
+from avlm.processing.processor import Processor
 from avlm.synth import parse_caption
-from avlm.trainable import TrainablePolicy, set_trainable
 from vision.preprocess import ImageProcessorConfig
 
 
@@ -60,8 +60,8 @@ def variant_config(name: str, side: int, vocab: int, connector: str, grid: int =
 
 
 def make_tokenizer(kind: str, vocab: int):
-    import avlm.tokenizer as tokenizer_module
-    from avlm.synth.vocab import vocabulary_words
+    import avlm.processing.tokenizer as tokenizer_module
+    from avlm.synth.tokenizer import vocabulary_words
 
     if kind == "synth":  # the tiny tokenizer's words plus AV-Synth's, the latter weighted so they become single tokens
         saved = tokenizer_module.WORDS

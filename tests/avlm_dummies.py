@@ -79,8 +79,8 @@ def dummy_model(family: str = "qwen2", av_fusion: str = "separate", seed: int = 
     """AVLMForCausalLM over a tiny random LLM of ``family`` and the dummy encoders / connectors."""
     from transformers import AutoModelForCausalLM
 
-    from avlm.config import AVLMConfig
-    from avlm.model import AVLMForCausalLM
+    from avlm.modeling.configuration import AVLMConfig
+    from avlm.modeling.model import AVLMForCausalLM
 
     torch.manual_seed(seed)
     config = AVLMConfig(text_config=dict(TEXT_CONFIGS[family]), placeholder_token_ids=PLACEHOLDERS,

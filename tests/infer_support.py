@@ -20,7 +20,7 @@ def build_tiny_folder(folder: Path, scale: float = 8.0) -> Path:
     """The avlm-tiny preset (random init, seed 0) with every parameter multiplied by ``scale``: random-init weights
     are so small that greedy decoding writes the same few tokens whatever the input; scaled, the text depends on
     the clip, so batched-versus-alone comparisons can fail."""
-    from avlm.builders import build_model
+    from avlm.assembly import build_model
 
     model, processor = build_model("avlm-tiny", seed=0)
     with torch.no_grad():

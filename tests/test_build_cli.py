@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from avlm.cli import main
-from avlm.lora import LoRAConfig, save_adapter
-from avlm.trainable import TrainablePolicy, prepare_for_training
+from avlm.modeling.lora import LoRAConfig, save_adapter
+from avlm.modeling.trainable import TrainablePolicy, prepare_for_training
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_tiny_preset_folder_loads_through_the_auto_classes(tiny_dir) -> None:
 def test_strict_loading_names_every_mismatch(tiny_dir, tmp_path) -> None:
     from safetensors.torch import load_file, save_file
 
-    from avlm.model import AVLMForCausalLM
+    from avlm.modeling.model import AVLMForCausalLM
 
     for name in ("config.json", "generation_config.json"):
         (tmp_path / name).write_text((tiny_dir / name).read_text())
@@ -63,7 +63,7 @@ def test_strict_loading_names_every_mismatch(tiny_dir, tmp_path) -> None:
 
 
 def test_pickle_files_load_only_as_plain_tensors(tmp_path) -> None:
-    from avlm.checkpoint import load_pickle_weights
+    from avlm.modeling.serialization import load_pickle_weights
 
     torch.save({"weight": torch.ones(2)}, tmp_path / "plain.bin")
     assert torch.equal(load_pickle_weights(tmp_path / "plain.bin")["weight"], torch.ones(2))
@@ -77,8 +77,8 @@ def test_build_from_parts_on_disk(tmp_path) -> None:
     from transformers import AutoModelForCausalLM, Qwen2Config, SiglipVisionConfig, SiglipVisionModel
 
     from audio.encoders.beats import BEATsEncoder
-    from avlm.model import AVLMForCausalLM
-    from avlm.processor import Processor
+    from avlm.modeling.model import AVLMForCausalLM
+    from avlm.processing.processor import Processor
 
     tokenizer = make_tokenizer(CHATML)  # knows <video> and <audio>; <image> gets added
     llm = AutoModelForCausalLM.from_config(Qwen2Config(
@@ -108,8 +108,8 @@ def test_build_from_parts_on_disk(tmp_path) -> None:
 
 
 def test_merge_lora_writes_a_model_with_the_adapted_outputs(tiny_dir, tmp_path, capsys) -> None:
-    from avlm.model import AVLMForCausalLM
-    from avlm.processor import Processor
+    from avlm.modeling.model import AVLMForCausalLM
+    from avlm.processing.processor import Processor
 
     model = AVLMForCausalLM.from_pretrained(tiny_dir)
     prepare_for_training(model, TrainablePolicy(), LoRAConfig(rank=4, alpha=8))
@@ -146,15 +146,16 @@ def test_build_takes_video_connector_options(tmp_path, capsys) -> None:
 @pytest.mark.parametrize("connector, options", [("ccam", None), ("stc_connector_v35", {}),
                                                 ("spatial_pool", {"grid": 4, "temporal_pool": 2})])
 def test_avsynth_gpu_preset_gives_every_compared_connector_64_tokens(connector, options) -> None:
-    from avlm.config import ConnectorSpec
-    from avlm.model import AVLMForCausalLM
-    from avlm.presets import from_name, media_config
+    from avlm.modeling import AVLMConfig
+    from avlm.modeling.configuration import ConnectorSpec
+    from avlm.modeling.model import AVLMForCausalLM
+    from avlm.processing import MediaConfig
 
-    config = from_name("avsynth-100m")
+    config = AVLMConfig.from_preset("avsynth-100m")
     if options is not None:
         config.connectors["video"] = ConnectorSpec(connector, options)
     with torch.device("meta"):
         model = AVLMForCausalLM(config)
     assert config.connectors["video"].name == connector
-    assert model.num_media_tokens(media_config("avsynth-100m").num_frames)["video"] == 64
+    assert model.num_media_tokens(MediaConfig.from_preset("avsynth-100m").num_frames)["video"] == 64
     assert 90e6 < sum(p.numel() for p in model.parameters()) < 115e6  # "a ~100M-parameter model"

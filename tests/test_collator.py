@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from avlm.data.collator import collate
 from avlm.data.conversation import IGNORE_INDEX
+from avlm.processing.collator import collate
 
 PAD = 0
 

@@ -112,8 +112,8 @@ def test_data_config_from_yaml_builds_a_mixed_loader(tmp_path: Path) -> None:
     import json
 
     from avlm.data import AnnotationError, DataConfig, build_data
-    from avlm.recipe_config import ConfigError, load_config
     from avlm.recipe_docs import describe
+    from avlm.recipe_loading import ConfigError, load_config
 
     for name in ["v0.mp4", "v1.mp4", "a0.wav"]:
         (tmp_path / name).write_bytes(b"x")

@@ -29,10 +29,10 @@ def test_demo_runs_end_to_end_and_reuses_its_data(tmp_path, capsys) -> None:
 
 
 def test_demo_preset_tokenizer_has_every_answer_word_as_one_token() -> None:
-    from avlm.builders import build_model
-    from avlm.synth.vocab import vocabulary_words
+    from avlm.assembly import build_model
+    from avlm.synth.tokenizer import tokenizer_for_preset, vocabulary_words
 
-    model, processor = build_model("avlm-demo")
+    model, processor = build_model("avlm-demo", tokenizer=tokenizer_for_preset("avlm-demo"))
     tokenizer = processor.tokenizer
     assert len(tokenizer) <= model.config.text_config.vocab_size == 1024
     for word in vocabulary_words():

@@ -78,7 +78,7 @@ def test_repetition_penalty_applies_to_generated_tokens_only() -> None:
 
 
 def test_tokens_stream_for_a_single_request() -> None:
-    from avlm.tokenizer import train_tiny_tokenizer
+    from avlm.processing.tokenizer import train_tiny_tokenizer
 
     tokenizer = train_tiny_tokenizer()
     model = _model()
@@ -96,18 +96,19 @@ def test_tiny_preset_batch_of_real_clips_equals_one_by_one() -> None:
     """SigLIP + STC + BEATs + Qwen2 at tiny size, inputs from the processor: frame counts and audio lengths differ."""
     import media
 
-    from avlm.model import AVLMForCausalLM
-    from avlm.presets import from_name, media_config
-    from avlm.processor import Processor
-    from avlm.tokenizer import train_tiny_tokenizer
+    from avlm.modeling import AVLMConfig
+    from avlm.modeling.model import AVLMForCausalLM
+    from avlm.processing import MediaConfig
+    from avlm.processing.processor import Processor
+    from avlm.processing.tokenizer import train_tiny_tokenizer
 
-    config = from_name("avlm-tiny")
+    config = AVLMConfig.from_preset("avlm-tiny")
     config.text_config.initializer_range = 0.3  # decisive logits, so near-ties cannot hide a difference
     torch.manual_seed(0)
     model = AVLMForCausalLM(config).eval()
     model.generation_config = GenerationConfig(pad_token_id=0, eos_token_id=None, do_sample=False)
     tokenizer = train_tiny_tokenizer()
-    processor = Processor(tokenizer, media_config("avlm-tiny"), config.placeholder_token_ids)
+    processor = Processor(tokenizer, MediaConfig.from_preset("avlm-tiny"), config.placeholder_token_ids)
     frames = torch.from_numpy(media.moving_square_frames(6, 40, 30))
     tone = torch.from_numpy(media.tone(1.0, 16000, freq=330.0)[0])
     requests = [("Who plays?", frames[:4], tone), ("What moves?", frames, None),

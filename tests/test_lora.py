@@ -7,8 +7,8 @@ import pytest
 import torch
 from avlm_dummies import PLACEHOLDERS, dummy_model
 
-from avlm.lora import LoRAConfig, load_adapter, merge_lora, read_adapter_meta, save_adapter
-from avlm.trainable import TrainablePolicy, prepare_for_training, set_trainable
+from avlm.modeling.lora import LoRAConfig, load_adapter, merge_lora, read_adapter_meta, save_adapter
+from avlm.modeling.trainable import TrainablePolicy, prepare_for_training, set_trainable
 
 peft = pytest.importorskip("peft")
 V, A = PLACEHOLDERS["video"], PLACEHOLDERS["audio"]

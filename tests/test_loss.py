@@ -1,4 +1,4 @@
-"""avlm.loss.causal_lm_loss equals Hugging Face's causal-LM loss (value and gradients) while scoring only the
+"""avlm.modeling.loss.causal_lm_loss equals Hugging Face's causal-LM loss (value and gradients) while scoring only the
 labelled positions, in chunks."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from transformers.loss.loss_utils import ForCausalLMLoss
 
-from avlm.loss import causal_lm_loss
+from avlm.modeling.loss import causal_lm_loss
 
 
 def case(seed: int = 0, b: int = 3, length: int = 17, width: int = 8, vocab: int = 50):
@@ -63,8 +63,8 @@ def test_no_labels_gives_zero_with_a_graph_and_bad_shapes_error() -> None:
 def test_model_loss_without_logits_equals_the_llm_loss(with_lora: bool) -> None:
     from avlm_dummies import PLACEHOLDERS, dummy_model
 
-    from avlm.lora import LoRAConfig
-    from avlm.trainable import TrainablePolicy, prepare_for_training
+    from avlm.modeling.lora import LoRAConfig
+    from avlm.modeling.trainable import TrainablePolicy, prepare_for_training
 
     model = dummy_model().train()
     if with_lora:

@@ -140,11 +140,11 @@ def test_num_media_tokens_follow_the_connectors() -> None:
 
 
 def test_videollama2_av_preset_has_the_official_shape() -> None:
-    from avlm.model import AVLMForCausalLM
-    from avlm.presets import from_name
+    from avlm.modeling import AVLMConfig
+    from avlm.modeling.model import AVLMForCausalLM
 
     with torch.device("meta"):  # 8.5 B parameters: shapes only
-        model = AVLMForCausalLM(from_name("videollama2.1-7b-av"))
+        model = AVLMForCausalLM(AVLMConfig.from_preset("videollama2.1-7b-av"))
     assert model.num_media_tokens(num_frames=16) == {"video": 1352}  # 8 x 13 x 13
     assert model.num_media_tokens(num_audio_frames=2998) == {"audio": 1496}  # 187 x 8
     assert model.num_media_tokens(16, 2998) == {"video": 1352 + 1496}  # concat_at_video
@@ -154,10 +154,10 @@ def test_videollama2_av_preset_has_the_official_shape() -> None:
 
 
 def test_state_dict_keeps_each_part_under_one_prefix_with_its_own_names() -> None:
-    from avlm.model import AVLMForCausalLM
-    from avlm.presets import from_name
+    from avlm.modeling import AVLMConfig
+    from avlm.modeling.model import AVLMForCausalLM
 
-    keys = set(AVLMForCausalLM(from_name("avlm-tiny")).state_dict())
+    keys = set(AVLMForCausalLM(AVLMConfig.from_preset("avlm-tiny")).state_dict())
     for key in ["llm.model.embed_tokens.weight", "llm.model.layers.1.self_attn.q_proj.bias", "llm.model.norm.weight",
                 "llm.lm_head.weight", "connectors.video.s1.b1.conv1.conv.weight", "connectors.video.sampler.0.weight",
                 "connectors.video.readout.2.bias", "connectors.audio.0.weight", "connectors.audio.2.bias",

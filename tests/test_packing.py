@@ -6,8 +6,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, Qwen2Config
 
-from avlm.loss import causal_lm_loss
-from avlm.packing import IGNORE_INDEX, pack_sequences, unpack
+from avlm.modeling.loss import causal_lm_loss
+from avlm.modeling.packing import IGNORE_INDEX, pack_sequences, unpack
 
 LENGTHS = [7, 12, 1, 5]
 
@@ -135,13 +135,13 @@ def test_model_pack_option_same_loss_and_gradients_mixed_modalities() -> None:
 
 
 def _check_model_pack() -> None:
-    from avlm.lora import LoRAConfig
-    from avlm.model import AVLMForCausalLM
-    from avlm.presets import from_name
-    from avlm.trainable import TrainablePolicy, prepare_for_training
+    from avlm.modeling import AVLMConfig
+    from avlm.modeling.lora import LoRAConfig
+    from avlm.modeling.model import AVLMForCausalLM
+    from avlm.modeling.trainable import TrainablePolicy, prepare_for_training
 
     torch.manual_seed(0)
-    config = from_name("avlm-tiny")
+    config = AVLMConfig.from_preset("avlm-tiny")
     model = AVLMForCausalLM(config)
     prepare_for_training(model, TrainablePolicy(), LoRAConfig(rank=4, alpha=8, dropout=0.0))
     for name, parameter in model.named_parameters():

@@ -8,10 +8,10 @@ import media
 import pytest
 import torch
 
-from avlm.config import AVLMConfig
-from avlm.media import MediaConfig, load_audio_features
-from avlm.processor import Processor
-from avlm.tokenizer import placeholder_token_ids, train_tiny_tokenizer
+from avlm.modeling.configuration import AVLMConfig
+from avlm.processing.media import MediaConfig, load_audio_features
+from avlm.processing.processor import Processor
+from avlm.processing.tokenizer import placeholder_token_ids, train_tiny_tokenizer
 from vision.preprocess import ImageProcessorConfig
 
 CONFIG = MediaConfig(num_frames=4, image_frames=2, image_processor=ImageProcessorConfig(size=16),
@@ -113,14 +113,14 @@ def test_load_media_for_training_records(processor, tmp_path) -> None:
     assert loaded["audio"].shape[1] == 128
 
 
-@pytest.mark.parametrize("preset", ["avlm", "videollama2"])
-def test_video_backend_setting_reads_the_same_pixels(bigbuckbunny, preset) -> None:
-    from avlm.media import load_video_frames
+@pytest.mark.parametrize("preprocessing", ["avlm", "videollama2"])
+def test_video_backend_setting_reads_the_same_pixels(bigbuckbunny, preprocessing) -> None:
+    from avlm.processing.media import load_video_frames
 
     results = {}
     for backend in ("decord", "pyav"):
         config = MediaConfig(num_frames=4, image_processor=ImageProcessorConfig(size=16), video_backend=backend,
-                             preset=preset)
+                             preprocessing=preprocessing)
         results[backend] = load_video_frames(bigbuckbunny, config)
     (decord_pixels, decord_span), (pyav_pixels, pyav_span) = results["decord"], results["pyav"]
     assert torch.equal(decord_pixels, pyav_pixels) and decord_span == pyav_span

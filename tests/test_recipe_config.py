@@ -10,8 +10,8 @@ from typing import Literal
 import pytest
 import yaml
 
-from avlm.recipe_config import ConfigError, dump_config, load_config
 from avlm.recipe_docs import describe
+from avlm.recipe_loading import ConfigError, dump_config, load_config
 
 
 class Precision(enum.Enum):

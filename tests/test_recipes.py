@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from train_support import tiny_data_dir, tiny_model_dir, tiny_recipe
 
-from avlm.recipe_config import ConfigError
-from avlm.train.config import load_recipe
+from avlm.recipe_loading import ConfigError
 from avlm.train.loop import train
+from avlm.train.recipe import load_recipe
 
 RECIPES = Path(__file__).parents[1] / "avlm" / "recipes"
 SHIPPED = ["align", "audio_pretrain", "audio_finetune", "av_joint", "avsynth_gpu", "finetune_lora"]
@@ -46,7 +46,7 @@ def test_recipe_parses_strictly_and_documents_itself(name):
     if name == "av_joint":
         assert recipe.data.sources[0].audio_from_video
     if name == "avsynth_gpu":  # the preset it names exists (test_build_cli checks its 64 video tokens per connector)
-        from avlm.presets import PRESETS
+        from avlm.modeling.presets import PRESETS
 
         assert recipe.model == "avsynth-100m" and "avsynth-100m" in PRESETS
 

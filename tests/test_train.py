@@ -44,7 +44,7 @@ def test_smoke_run(model_dir, data, tmp_path):
     assert line["grad_norm"] > 0
     assert (tmp_path / "loss.png").stat().st_size > 1000
     assert [path.name for path in list_checkpoints(tmp_path / "checkpoints")] == ["step-000008"]  # keep_last=1
-    from avlm.model import AVLMForCausalLM
+    from avlm.modeling.model import AVLMForCausalLM
 
     assert AVLMForCausalLM.from_pretrained(result.final).config.text_config.hidden_size == 32
 
@@ -70,15 +70,15 @@ def test_resume_equals_uninterrupted_run(model_dir, tmp_path_factory, tmp_path):
     assert len(first.losses) == 10 and len(second.losses) == 10
     assert max(abs(a - b) for a, b in zip(full, first.losses + second.losses, strict=True)) <= 1e-6
     assert read_losses(split) == pytest.approx(full, abs=1e-6)  # metrics.jsonl continues without gaps or repeats
-    from avlm.model import AVLMForCausalLM
+    from avlm.modeling.model import AVLMForCausalLM
 
     final = AVLMForCausalLM.from_pretrained(second.final)
     assert not any("lora" in name for name, _ in final.named_parameters())  # adapters merged into final/
 
 
 def test_unmerged_adapter_kept_with_merge_lora_false(model_dir, data, tmp_path):
-    from avlm.lora import load_adapter, read_adapter_meta
-    from avlm.model import AVLMForCausalLM
+    from avlm.modeling.lora import load_adapter, read_adapter_meta
+    from avlm.modeling.model import AVLMForCausalLM
 
     recipe = tiny_recipe({}, data, tmp_path, f"model={model_dir}", "train.max_steps=1", "train.merge_lora=false")
     final = train(recipe, say=quiet).final
@@ -105,9 +105,9 @@ def test_packed_sequences_train_like_the_padded_batch(model_dir, data, tmp_path)
 
 
 def test_missing_modality_runs_every_encoder_on_a_dummy(model_dir):
-    from avlm.data.collator import collate
-    from avlm.model import AVLMForCausalLM
-    from avlm.processor import Processor
+    from avlm.modeling.model import AVLMForCausalLM
+    from avlm.processing.collator import collate
+    from avlm.processing.processor import Processor
     from avlm.train.stages import TrainingForward, labelled_tokens
 
     model, processor = AVLMForCausalLM.from_pretrained(model_dir), Processor.from_pretrained(model_dir)
@@ -118,7 +118,7 @@ def test_missing_modality_runs_every_encoder_on_a_dummy(model_dir):
     losses = {}
     for run_all in (False, True):
         model.zero_grad()
-        forward = TrainingForward(model, processor.config, run_all_encoders=run_all)
+        forward = TrainingForward(model, run_all_encoders=run_all)
         losses[run_all] = forward(batch, num_items)
         losses[run_all].backward()
         audio_grads = [p.grad for p in model.connectors["audio"].parameters()]
@@ -128,13 +128,14 @@ def test_missing_modality_runs_every_encoder_on_a_dummy(model_dir):
             assert all(g is None for g in audio_grads) and forward.times["audio"] == 0
     assert losses[True].item() == losses[False].item()
     merged = model.embed_multimodal(batch["input_ids"], batch["attention_mask"], batch["labels"],
-                                    batch["video_pixels"], batch["video_frame_counts"], batch["video_sample_index"])
+                                    video_pixels=batch["video_pixels"], video_frame_counts=batch["video_frame_counts"],
+                                    video_sample_index=batch["video_sample_index"])
     assert forward.tokens == int(merged.attention_mask.sum())  # LLM tokens counted from shapes, no device sync
 
 
 def test_part_learning_rates_and_decay_groups(model_dir):
-    from avlm.recipe_config import load_config
-    from avlm.train.config import Recipe
+    from avlm.recipe_loading import load_config
+    from avlm.train.recipe import Recipe
     from avlm.train.setup import build_optimizer, prepare_model
 
     overrides = ["train.lr=1e-3", "train.part_lrs={connectors: 5e-4}", "train.weight_decay=0.1",
@@ -166,8 +167,8 @@ def test_official_av_layout_trains_like_the_separate_one(model_dir, tmp_path_fac
     from avlm.data import collate
     from avlm.data.annotations import load_annotations
     from avlm.data.dataset import ConversationDataset
-    from avlm.model import AVLMForCausalLM
-    from avlm.processor import Processor
+    from avlm.modeling.model import AVLMForCausalLM
+    from avlm.processing.processor import Processor
 
     concat_dir = tmp_path / "concat-model"
     shutil.copytree(model_dir, concat_dir)
@@ -207,15 +208,15 @@ def test_official_checkpoint_fine_tunes_with_the_lora_recipe(tmp_path):
     from test_fixtures import official_tiny_case
     from train_support import make_dataset
 
+    from avlm.assembly import load_processor
     from avlm.data.conversation import tokenize_conversation
-    from avlm.model import AVLMForCausalLM
-    from avlm.processor import Processor
+    from avlm.modeling.model import AVLMForCausalLM
 
     case = official_tiny_case()
     if case is None:
         pytest.skip("no fixtures: set AVLM_FIXTURES=/path/to/fixtures")
     folder = case[2]
-    processor = Processor.from_pretrained(folder)
+    processor = load_processor(folder)
     turns = [{"from": "human", "value": "<video>\nWhat colour is it?"}, {"from": "gpt", "value": "red"}]
     encoded = tokenize_conversation(processor.tokenizer, turns, processor.placeholder_token_ids, ["video", "audio"],
                                     av_fusion=processor.av_fusion)
@@ -235,8 +236,8 @@ def test_official_checkpoint_fine_tunes_with_the_lora_recipe(tmp_path):
 
 
 def test_frozen_weights_in_bfloat16(model_dir, tmp_path_factory, tmp_path):
-    from avlm.model import AVLMForCausalLM
-    from avlm.recipe_config import ConfigError
+    from avlm.modeling.model import AVLMForCausalLM
+    from avlm.recipe_loading import ConfigError
     from avlm.train.setup import prepare_model
 
     data = tiny_data_dir(tmp_path_factory, {"audio": 2, "text": 3}, name="audio-text")

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from train_support import read_losses, tiny_data_dir, tiny_model_dir, tiny_recipe
 
-from avlm.recipe_config import dump_config
+from avlm.recipe_loading import dump_config
 from avlm.train.loop import train
 
 

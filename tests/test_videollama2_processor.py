@@ -1,4 +1,4 @@
-"""An official VideoLLaMA2-AV folder gets the official preprocessing from Processor.from_pretrained, end to end."""
+"""An official VideoLLaMA2-AV folder gets the official preprocessing from avlm.assembly.load_processor, end to end."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ import pytest
 import torch
 from test_fixtures import official_tiny_case
 
-from avlm.media import _videollama2_audio
-from avlm.model import AVLMForCausalLM
-from avlm.processor import Processor
+from avlm.assembly import load_model, load_processor
+from avlm.processing.media import _videollama2_audio
 
 CASE = official_tiny_case()
 pytestmark = pytest.mark.skipif(CASE is None, reason="no videollama2_av_tiny fixture (set AVLM_FIXTURES)")
@@ -22,15 +21,15 @@ def case():
 
 def test_official_processor_settings(case):
     description, io, folder = case
-    processor = Processor.from_pretrained(folder)
-    assert processor.config.preset == "videollama2"
+    processor = load_processor(folder)
+    assert processor.config.preprocessing == "videollama2"
     assert processor.placeholder_token_ids == {"image": -200, "video": -201, "audio": -202}
     assert processor.config.num_frames == io["av.pixel_values"].shape[0]
 
 
 def test_official_preprocessing_and_generation_end_to_end(case):
     description, io, folder = case
-    processor = Processor.from_pretrained(folder)
+    processor = load_processor(folder)
     question = description["samples"]["av"]["question"]
     sample = processor.sample(question, video=io["av.frames_uint8"], audio=None)
     assert torch.equal(sample["input_ids"], io["av.input_ids"][0])
@@ -38,7 +37,7 @@ def test_official_preprocessing_and_generation_end_to_end(case):
         "max_abs_diff"]
     fbank = _videollama2_audio(io["av.waveform_int16"].float() / 32768, from_video=True)
     assert (fbank - io["av.fbank"][0].float()).abs().max() <= description["tolerance"]["av.fbank"]["max_abs_diff"]
-    model = AVLMForCausalLM.from_pretrained(folder)
+    model = load_model(folder)
     ids = sample["input_ids"][None]
     new = model.generate(ids, torch.ones_like(ids), video_pixels=sample["video"][None], audio_features=fbank[None],
                          do_sample=False, max_new_tokens=io["av.generated_ids"].shape[1])
@@ -47,7 +46,7 @@ def test_official_preprocessing_and_generation_end_to_end(case):
 
 def test_official_audio_file_path(case, tmp_path):
     description, io, folder = case
-    processor = Processor.from_pretrained(folder)
+    processor = load_processor(folder)
     path = media.write_wav(tmp_path / "a.wav", io["a.waveform_int16"].numpy()[None] / 32768, 16000)
     sample = processor.sample(description["samples"]["a"]["question"], audio=path)
     assert torch.equal(sample["input_ids"], io["a.input_ids"][0])

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from media import tone, write_video, write_wav
 
-from avlm.recipe_config import load_config
+from avlm.recipe_loading import load_config
 
 COLOURS = ["red", "green", "blue", "yellow", "purple", "orange", "white", "black"]
 RGB = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (160, 0, 200), (255, 140, 0), (255, 255, 255), (0, 0, 0)]
@@ -54,7 +54,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     """An avlm-tiny model folder (seed 0), built once per test session and shared by the training tests."""
     folder = tmp_path_factory.getbasetemp() / "avlm-tiny-train-model"
     if not (folder / "config.json").is_file():
-        from avlm.builders import build_model
+        from avlm.assembly import build_model
 
         model, processor = build_model("avlm-tiny", seed=0)
         model.save_pretrained(folder)
@@ -72,7 +72,7 @@ def tiny_data_dir(tmp_path_factory, counts: dict[str, int] | None = None, name: 
 def tiny_recipe(source: Path | dict, annotations: Path, output_dir: Path, *overrides: str):
     """A shipped recipe (or a dict) turned tiny: the test data, few steps, no worker processes (give the model with
     an override ``model=...``)."""
-    from avlm.train.config import Recipe
+    from avlm.train.recipe import Recipe
 
     base = [f"data.sources=[{{path: {annotations}}}]", "data.num_workers=0",
             f"train.output_dir={output_dir}", "train.log_every=1", "train.save_every=null", "train.max_steps=3",

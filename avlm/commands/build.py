@@ -38,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from avlm.builders import build_model
+    from avlm.assembly import build_model
+    from avlm.synth.tokenizer import tokenizer_for_preset
 
     if args.preset is None and args.llm is None:
         raise SystemExit("avlm build: give --preset NAME, or the parts (--llm, --vision and/or --audio, connectors)")
@@ -53,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
         if not isinstance(options, dict):
             raise SystemExit(f"avlm build: --connector-options must be a JSON object, got {args.connector_options!r}")
     model, processor = build_model(args.preset, args.llm, args.vision, args.audio, args.connector,
-                                   args.audio_connector, args.av_fusion, args.seed, connector_options=options)
+                                   args.audio_connector, args.av_fusion, args.seed, connector_options=options,
+                                   tokenizer=tokenizer_for_preset(args.preset) if args.preset and not args.llm else None)
     model.save_pretrained(args.out_dir)
     processor.save_pretrained(args.out_dir)
     for part, module in [("llm", model.llm), *model.encoders.items(), *(

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from avlm.data.annotations import AnnotationError, load_annotations
     from avlm.data.conversation import token_budget
     from avlm.train.budget import MediaTokenCounter
-    from avlm.train.config import load_recipe
+    from avlm.train.recipe import load_recipe
     from avlm.train.setup import placeholder_ids
 
     console = Console(highlight=False)
@@ -67,21 +67,22 @@ def _model_on_meta(source: str, seed: int) -> tuple[Any, Any]:
     """The model's structure without its weights (token counts and part names), and its processor."""
     import torch
 
-    from avlm.presets import PRESETS
+    from avlm.modeling.presets import PRESETS
 
     if source in PRESETS:
-        from avlm.builders import build_model
+        from avlm.assembly import build_model
+        from avlm.synth.tokenizer import tokenizer_for_preset
 
         with torch.device("meta"):
-            return build_model(source, seed=seed)
+            return build_model(source, seed=seed, tokenizer=tokenizer_for_preset(source))
     from avlm.train.setup import load_model
 
     folder = Path(source)
     if not (folder / "config.json").is_file():
         return load_model(source, seed)  # raises the error that names the choices
-    from avlm.config import AVLMConfig
-    from avlm.model import AVLMForCausalLM
-    from avlm.processor import Processor
+    from avlm.modeling.configuration import AVLMConfig
+    from avlm.modeling.model import AVLMForCausalLM
+    from avlm.processing.processor import Processor
 
     config = AVLMConfig.from_pretrained(folder)
     with torch.device("meta"):

@@ -15,7 +15,7 @@ import torch
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("adapter_dir", type=Path, help="folder written by avlm.lora.save_adapter (or training)")
+    parser.add_argument("adapter_dir", type=Path, help="folder written by avlm.modeling.lora.save_adapter (or training)")
     parser.add_argument("out_dir", type=Path, help="folder to write the merged model into")
     parser.add_argument("--base", type=Path, default=None,
                         help="base model folder (default: the one the adapter names)")
@@ -24,9 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from avlm.lora import load_adapter, merge_lora, read_adapter_meta
-    from avlm.model import AVLMForCausalLM
-    from avlm.processor import Processor
+    from avlm.modeling.lora import load_adapter, merge_lora, read_adapter_meta
+    from avlm.modeling.model import AVLMForCausalLM
+    from avlm.processing.processor import Processor
 
     base = args.base or Path(read_adapter_meta(args.adapter_dir)["base_model"])
     model = AVLMForCausalLM.from_pretrained(base, dtype=torch.float32)

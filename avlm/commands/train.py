@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from avlm.train.config import Recipe, load_recipe
+    from avlm.train.recipe import Recipe, load_recipe
 
     if args.help_recipe:
         from avlm.recipe_docs import describe
@@ -56,7 +56,7 @@ def _save_recipe(recipe) -> None:
 
     import yaml
 
-    from avlm.recipe_config import dump_config
+    from avlm.recipe_loading import dump_config
 
     if os.environ.get("RANK", "0") != "0":
         return

@@ -17,12 +17,33 @@ The loader follows the rules the official code follows (``videollama2/model/__in
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GenerationConfig,
+    PretrainedConfig,
+    PreTrainedTokenizerBase,
+)
+from transformers.initialization import no_init_weights
+
+import fusion
+from audio.encoders.beats import BEATsConfig, BEATsEncoder
+from avlm.modeling.configuration import AVLMConfig, ConnectorSpec
+from avlm.modeling.model import AVLMForCausalLM
+from avlm.modeling.parts import encoder_spec
+from avlm.modeling.serialization import check_state_dict, read_weights
+from avlm.processing.media import MediaConfig
+from avlm.processing.processor import Processor
+from vision import build_vision_encoder
+from vision.preprocess import ImageProcessorConfig
 
 LLM_TYPES = {"videollama2_qwen2": "qwen2", "videollama2_mistral": "mistral", "videollama2": "mistral",
              "videollama2_mixtral": "mixtral", "videollama2_llama": "llama", "videollama2_gemma2": "gemma2",
@@ -91,19 +112,15 @@ def resolve_tower(name: str, checkpoint: Path, what: str, overrides: dict[str, s
         f"{checkpoint / name}, or pass tower_paths={{{name!r}: '/local/path'}}")
 
 
-def llm_config(official: dict[str, Any]) -> Any:
+def llm_config(official: dict[str, Any]) -> PretrainedConfig:
     """The HF config of the LLM inside an official config.json."""
-    from transformers import AutoConfig
-
     values = {key: value for key, value in official.items()
               if key not in NON_LLM_KEYS and not key.startswith(NON_LLM_PREFIXES)}
     return AutoConfig.for_model(LLM_TYPES[official["model_type"]], **values)
 
 
-def _beats_config(official: dict[str, Any], checkpoint: Path) -> Any:
+def _beats_config(official: dict[str, Any], checkpoint: Path) -> BEATsConfig:
     """BEATs defaults, updated by the ``cfg`` of the file named by ``mm_audio_tower`` when it exists (official rule)."""
-    from audio.encoders.beats import BEATsConfig
-
     name = official.get("mm_audio_tower")
     for candidate in ([Path(name), checkpoint / name, Path.cwd() / name] if name else []):
         if candidate.is_file():
@@ -113,9 +130,8 @@ def _beats_config(official: dict[str, Any], checkpoint: Path) -> Any:
     return BEATsConfig()
 
 
-def _vision_encoder(official: dict[str, Any], checkpoint: Path, overrides: dict | None) -> tuple[str, Any]:
-    from vision import build_vision_encoder
-
+def _vision_encoder(official: dict[str, Any], checkpoint: Path,
+                    overrides: dict | None) -> tuple[str, Any, dict[str, Any]]:
     name = official["mm_vision_tower"]
     kind = "clip" if "clip" in name.lower() else "siglip" if "siglip" in name.lower() else None
     if kind is None:
@@ -127,7 +143,7 @@ def _vision_encoder(official: dict[str, Any], checkpoint: Path, overrides: dict 
 
 def load_videollama2(folder: str | os.PathLike, dtype: torch.dtype | str | None = None,
                      device: str | torch.device | None = None,
-                     tower_paths: dict[str, str | os.PathLike] | None = None) -> Any:
+                     tower_paths: dict[str, str | os.PathLike] | None = None) -> AVLMForCausalLM:
     """Load an official VideoLLaMA2 checkpoint folder as an ``AVLMForCausalLM`` (strict keys, see module docstring).
 
     Args:
@@ -136,16 +152,6 @@ def load_videollama2(folder: str | os.PathLike, dtype: torch.dtype | str | None 
         device: where to put the model.
         tower_paths: ``{name in config.json: local path}`` for towers stored elsewhere.
     """
-    from transformers import AutoModelForCausalLM, GenerationConfig
-    from transformers.initialization import no_init_weights
-
-    import fusion
-    from audio.encoders.beats import BEATsEncoder
-    from avlm.builders import encoder_spec
-    from avlm.checkpoint import check_state_dict, read_weights
-    from avlm.config import AVLMConfig, ConnectorSpec
-    from avlm.model import AVLMForCausalLM
-
     checkpoint = Path(folder)
     official = json.loads((checkpoint / "config.json").read_text())
     dtype = torch.bfloat16 if dtype == "auto" else getattr(torch, dtype) if isinstance(dtype, str) else dtype
@@ -175,7 +181,7 @@ def load_videollama2(folder: str | os.PathLike, dtype: torch.dtype | str | None 
     return model.to(device=device or "cpu", dtype=dtype or torch.float32).eval()
 
 
-def prompt_ids(tokenizer: Any, question: str, modal: str) -> torch.Tensor:
+def prompt_ids(tokenizer: PreTrainedTokenizerBase, question: str, modal: str) -> torch.Tensor:
     """Official prompt ids [L]: chat template over ``"<modal>\\n" + question`` (no system message), the text pieces
     around the placeholder tokenized without special-token insertion, joined by the placeholder's negative id."""
     if modal not in PLACEHOLDER_IDS:
@@ -192,19 +198,22 @@ def prompt_ids(tokenizer: Any, question: str, modal: str) -> torch.Tensor:
 
 
 def videollama2_media_config(folder: str | os.PathLike,
-                             tower_paths: dict[str, str | os.PathLike] | None = None) -> tuple[Any, dict[str, int]]:
+                             tower_paths: dict[str, str | os.PathLike] | None = None) -> tuple[MediaConfig, dict[str, int]]:
     """The processor settings of an official checkpoint: its ``num_frames``, its vision tower's image processor with
     the inference geometry (squash to S x S), the official audio front end; and the negative placeholder ids."""
-    import dataclasses
-
-    from avlm.media import MediaConfig
-    from vision.preprocess import ImageProcessorConfig
-
     checkpoint = Path(folder)
     official = json.loads((checkpoint / "config.json").read_text())
     tower = resolve_tower(official["mm_vision_tower"], checkpoint, "vision tower", tower_paths)
     image_processor = dataclasses.replace(ImageProcessorConfig.from_pretrained(tower), mode="resize")
     media = MediaConfig(num_frames=official.get("num_frames", 16), image_processor=image_processor,
-                        image_frames=official.get("num_frames", 16), preset="videollama2",
+                        image_frames=official.get("num_frames", 16), preprocessing="videollama2",
                         max_audio_seconds=30.0)
     return media, dict(PLACEHOLDER_IDS)
+
+
+def load_videollama2_processor(folder: str | os.PathLike,
+                               tower_paths: dict[str, str | os.PathLike] | None = None) -> Processor:
+    """The :class:`~avlm.processing.Processor` of an official checkpoint: its tokenizer, its media settings
+    (:func:`videollama2_media_config`), the negative placeholder ids and the ``concat_at_video`` layout."""
+    media, placeholders = videollama2_media_config(folder, tower_paths)
+    return Processor(AutoTokenizer.from_pretrained(folder), media, placeholders, "concat_at_video")

@@ -5,11 +5,11 @@ Light at import time (torch and numpy only); transformers is used through the to
 
 from avlm.data.annotations import AnnotationError, AnnotationReport, AnnotationSource, Record, load_annotations
 from avlm.data.build import TrainingData, build_data
-from avlm.data.collator import collate
-from avlm.data.config import DataConfig
 from avlm.data.conversation import IGNORE_INDEX, BudgetRow, BudgetTotals, token_budget, tokenize_conversation
 from avlm.data.dataset import ConversationDataset
 from avlm.data.sampler import ModalityMixSampler
+from avlm.data.settings import DataConfig
+from avlm.processing.collator import collate
 
 __all__ = ["AnnotationError", "AnnotationReport", "AnnotationSource", "Record", "load_annotations", "collate",
            "IGNORE_INDEX", "BudgetRow", "BudgetTotals", "token_budget", "tokenize_conversation",

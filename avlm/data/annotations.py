@@ -22,9 +22,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from avlm.constants import PLACEHOLDER_TOKENS
 from avlm.data.json_records import MalformedLine, read_json_records
 
-PLACEHOLDERS: dict[str, str] = {"image": "<image>", "video": "<video>", "audio": "<audio>"}
 RECORD_KEYS = ("id", "video", "audio", "image", "task", "conversations")
 ROLES = ("human", "gpt")
 Group = Literal["av", "video", "audio", "image", "text"]
@@ -174,7 +174,7 @@ def _validate(item: Any, location: str, root: Path, audio_from_video: bool, chec
         problems.append((f"'id' must be a string or an integer, got {item.get('id')!r}", "bad id"))
     if item.get("task") is not None and not (isinstance(item["task"], str) and item["task"]):
         problems.append((f"'task' must be a non-empty string, got {item['task']!r}", "bad task"))
-    media = {key: _media_path(item, key, root, check_media, problems) for key in PLACEHOLDERS}
+    media = {key: _media_path(item, key, root, check_media, problems) for key in PLACEHOLDER_TOKENS}
     if media["image"] and media["video"]:
         problems.append(("has both 'image' and 'video'; a sample has at most one visual input", "image and video"))
     turns = _check_turns(item.get("conversations"), problems)
@@ -222,11 +222,11 @@ def _check_turns(turns: Any, problems: list) -> list[dict[str, str]] | None:
 
 
 def _check_placeholders(turns: list, media: dict, audio_from_video: bool, problems: list) -> None:
-    found_in: dict[str, list[int]] = {key: [] for key in PLACEHOLDERS}
+    found_in: dict[str, list[int]] = {key: [] for key in PLACEHOLDER_TOKENS}
     for index, turn in enumerate(turns):
-        for key, text in PLACEHOLDERS.items():
+        for key, text in PLACEHOLDER_TOKENS.items():
             found_in[key] += [index] * turn["value"].count(text)
-    for key, text in PLACEHOLDERS.items():
+    for key, text in PLACEHOLDER_TOKENS.items():
         where = found_in[key]
         covered = key == "audio" and media["video"] is not None and (audio_from_video or media["audio"] is not None)
         if where and media[key] is None and not covered:

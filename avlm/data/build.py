@@ -10,10 +10,10 @@ from typing import Any
 import torch
 
 from avlm.data.annotations import AnnotationReport, Record, load_annotations
-from avlm.data.collator import collate
-from avlm.data.config import DataConfig
 from avlm.data.dataset import ConversationDataset, MediaLoader
 from avlm.data.sampler import ModalityMixSampler
+from avlm.data.settings import DataConfig
+from avlm.processing.collator import collate
 
 
 @dataclass

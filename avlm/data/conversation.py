@@ -19,18 +19,21 @@ as the official code writes it: the splice appends the audio tokens to that vide
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from avlm.config import AV_FUSIONS
-from avlm.data.annotations import PLACEHOLDERS, Record
+from avlm.constants import IGNORE_INDEX, PLACEHOLDER_TOKENS
+from avlm.data.annotations import Record
+from avlm.processing.prompt import (
+    encode_with_placeholders,
+    placeholder_modalities,
+    placeholder_text,
+    prompt_prefix,
+)
 
-IGNORE_INDEX = -100
-MODALITY_ORDER = ("video", "audio")
 ROLE_NAMES = {"human": "user", "gpt": "assistant"}
 
 
@@ -94,43 +97,6 @@ def tokenize_conversation(
     return {"input_ids": torch.tensor(input_ids, dtype=torch.long), "labels": torch.tensor(labels, dtype=torch.long)}
 
 
-def _placeholder_text(tokenizer: Any, modality: str, token_id: int) -> str:
-    """How a placeholder is written in the rendered prompt: its token's text, or ``<video>``/``<audio>``/``<image>``
-    when the id is not a token of the tokenizer (the official VideoLLaMA2 ids -201/-202/-200)."""
-    return tokenizer.convert_ids_to_tokens(token_id) if token_id >= 0 else PLACEHOLDERS[modality]
-
-
-def encode_with_placeholders(tokenizer: Any, text: str,
-                             placeholder_token_ids: Mapping[str, int]) -> tuple[list[int], list[int]]:
-    """Token ids of ``text`` and the character where each starts: the text between placeholders is tokenized piece
-    by piece without special tokens, and each placeholder becomes its id (VideoLLaMA2's ``tokenizer_multimodal_token``
-    rule). It works for ids outside the vocabulary (the official -201/-202/-200) and equals plain tokenisation when
-    the placeholders are special tokens of the tokenizer. Training (:func:`tokenize_conversation`) and inference
-    (``Processor.encode_prompt``) both encode with it."""
-    marks = {_placeholder_text(tokenizer, m, i): i for m, i in placeholder_token_ids.items()}
-    ids, starts, cursor = [], [], 0
-    for piece in re.split("(" + "|".join(map(re.escape, marks)) + ")", text) if marks else [text]:
-        if piece in marks:
-            ids.append(marks[piece])
-            starts.append(cursor)
-        elif piece:
-            encoded = tokenizer(piece, add_special_tokens=False, return_offsets_mapping=True)
-            ids += encoded["input_ids"]
-            starts += [cursor + start for start, _ in encoded["offset_mapping"]]
-        cursor += len(piece)
-    return ids, starts
-
-
-def placeholder_modalities(modalities: Sequence[str], av_fusion: str = "separate") -> tuple[str, ...]:
-    """The modalities that get a placeholder token in the prompt: all of them with ``av_fusion="separate"``; with
-    ``"concat_at_video"`` an audio-visual sample has ``<video>`` only (the audio joins the video block)."""
-    if av_fusion not in AV_FUSIONS:
-        raise ValueError(f"av_fusion must be one of {list(AV_FUSIONS)}, got {av_fusion!r}")
-    if av_fusion == "concat_at_video" and "video" in modalities and "audio" in modalities:
-        return tuple(m for m in modalities if m != "audio")
-    return tuple(modalities)
-
-
 def build_messages(
     tokenizer: Any,
     turns: Sequence[Mapping[str, str]],
@@ -139,10 +105,9 @@ def build_messages(
     system_prompt: str | None = None,
 ) -> list[dict[str, str]]:
     """Chat messages with every placeholder text removed and the sample's placeholder tokens leading one user turn."""
-    texts = set(PLACEHOLDERS.values()) | {_placeholder_text(tokenizer, m, i) for m, i in placeholder_token_ids.items()}
+    texts = set(PLACEHOLDER_TOKENS.values()) | {placeholder_text(tokenizer, m, i) for m, i in placeholder_token_ids.items()}
     target = next((i for i, turn in enumerate(turns) if any(t in turn["value"] for t in texts)), 0)
-    prefix = "".join(_placeholder_text(tokenizer, m, placeholder_token_ids[m])
-                     for m in sorted(modalities, key=MODALITY_ORDER.index))
+    prefix = prompt_prefix(tokenizer, modalities, placeholder_token_ids)
     messages = [] if system_prompt is None else [{"role": "system", "content": system_prompt}]
     for index, turn in enumerate(turns):
         value = turn["value"]
@@ -182,7 +147,7 @@ def _placeholder_positions(tokenizer: Any, input_ids: list[int], placeholder_tok
         found = [i for i, value in enumerate(input_ids) if value == token_id]
         expected = 1 if modality in modalities else 0
         if len(found) != expected:
-            token = _placeholder_text(tokenizer, modality, token_id)
+            token = placeholder_text(tokenizer, modality, token_id)
             raise ValueError(f"placeholder {token!r} (id {token_id}, modality {modality!r}) appears {len(found)} times "
                              f"in the tokenized prompt, expected {expected}; it must be one special token of the "
                              "tokenizer (tokenizer.add_special_tokens) and must not occur in the text")

@@ -28,7 +28,7 @@ import torch
 
 from avlm.data.annotations import AnnotationSource, Record, load_annotations
 from avlm.inference.requests import Request
-from avlm.tokenizer import PLACEHOLDER_TOKENS
+from avlm.processing.tokenizer import PLACEHOLDER_TOKENS
 
 Ablation = Literal["audio", "video"]
 _PLACEHOLDER = re.compile("|".join(re.escape(token) for token in PLACEHOLDER_TOKENS.values()))

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from avlm.media import IMAGE_SUFFIXES, load_audio_features, load_video_frames
+from avlm.constants import AUTO_AUDIO
+from avlm.processing.processor import Processor
+from avlm.processing.sample import load_media, make_sample
 
-AUTO = "auto"
+AUTO = AUTO_AUDIO
 """``Request.audio`` value: the soundtrack of the video file when it has one; a file without one is video only."""
 
 
@@ -63,7 +64,7 @@ class Prepared:
         return tokens, self.num_frames, 0 if audio is None else len(audio)
 
 
-def prepare(processor: Any, request: Request, index: int, raise_errors: bool = False) -> Prepared:
+def prepare(processor: Processor, request: Request, index: int, raise_errors: bool = False) -> Prepared:
     """Decode, preprocess and tokenize one request; media errors (``ValueError``/``OSError``) become ``error``.
 
     Args:
@@ -81,70 +82,11 @@ def prepare(processor: Any, request: Request, index: int, raise_errors: bool = F
         return Prepared(index, error=message)
 
 
-def _prepare(processor: Any, request: Request, index: int) -> Prepared:
-    config = processor.config
-    sample: dict[str, Any] = {"id": str(index), "media_error": None}
-    span, seconds, audio_source = None, None, request.audio
-    if request.video is not None:
-        sample["video"], span = load_video_frames(_as_path(request.video), config)
-        span = span if span is not None else _clip_span(request.video)
-        seconds = None if span is None else float(span[1] - span[0])
-    if _is_auto(audio_source):
-        audio_source = _soundtrack(request.video)
-    if audio_source is not None:
-        features = _audio_features(audio_source, config, span if _same_file(request.video, audio_source) else None,
-                                   optional=_is_auto(request.audio))
-        if features is not None:
-            sample["audio"] = features
-    modalities = [name for name in ("video", "audio") if name in sample]
-    sample["input_ids"] = processor.encode_prompt(request.question, modalities)
-    sample["labels"] = torch.full_like(sample["input_ids"], -100)
-    frames = len(sample["video"]) if "video" in sample else 0
-    return Prepared(index, sample, num_frames=frames, has_audio="audio" in sample, seconds=seconds)
-
-
-def _clip_span(video: Any) -> tuple[float, float] | None:
-    """The span a ``VideoClip`` was read from (the VideoLLaMA2 frame loader does not return it for clips)."""
-    from vision import VideoClip
-
-    return (video.start, video.end) if isinstance(video, VideoClip) and video.backend != "pil" else None
-
-
-def _is_auto(audio: Any) -> bool:
-    return isinstance(audio, str) and audio == AUTO
-
-
-def _audio_features(source: Any, config: Any, span: tuple[float, float] | None, optional: bool) -> torch.Tensor | None:
-    """Features ``[f, m]``; None when ``optional`` and the file has no audio stream (a silent video)."""
-    from audio import NoAudioStreamError
-
-    try:
-        return load_audio_features(source, config, span)
-    except NoAudioStreamError:
-        if optional:
-            return None
-        raise
-
-
-def _soundtrack(video: Any) -> str | None:
-    """The file whose audio goes with ``video``: its own path (a video file or a clip read from one), else None."""
-    from vision import VideoClip
-
-    if isinstance(video, VideoClip):
-        return None if video.backend == "pil" else video.path
-    if isinstance(video, (str, os.PathLike)) and Path(video).suffix.lower() not in IMAGE_SUFFIXES:
-        return os.fspath(video)
-    return None
-
-
-def _same_file(video: Any, audio: Any) -> bool:
-    source = getattr(video, "path", video)
-    return isinstance(source, (str, os.PathLike)) and isinstance(audio, (str, os.PathLike)) and \
-        Path(source) == Path(audio)
-
-
-def _as_path(video: Any) -> Any:
-    return os.fspath(video) if isinstance(video, os.PathLike) else video
+def _prepare(processor: Processor, request: Request, index: int) -> Prepared:
+    media = load_media(processor.config, request.video, request.audio)
+    sample = make_sample(processor.encode_prompt(request.question, media.modalities), media, str(index))
+    frames = 0 if media.video is None else len(media.video)
+    return Prepared(index, sample, num_frames=frames, has_audio=media.audio is not None, seconds=media.seconds)
 
 
 def _describe(video: Any) -> str:
@@ -168,7 +110,7 @@ class PrepareDataset(torch.utils.data.Dataset):
     through shared memory and the collate copy; the values are those the model would cast to anyway).
     """
 
-    def __init__(self, processor: Any, requests: list[Request], media_dtype: torch.dtype | None = None) -> None:
+    def __init__(self, processor: Processor, requests: list[Request], media_dtype: torch.dtype | None = None) -> None:
         self.processor = processor
         self.requests = requests
         self.media_dtype = media_dtype

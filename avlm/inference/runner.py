@@ -21,6 +21,9 @@ from typing import Any
 import torch
 
 from avlm.inference.requests import Prepared, PrepareDataset, Request
+from avlm.modeling.model import AVLMForCausalLM
+from avlm.processing.collator import collate
+from avlm.processing.processor import Processor
 
 SAMPLING_SETTINGS = ("temperature", "top_p", "top_k")
 
@@ -66,7 +69,7 @@ def default_batch_size(device: torch.device | str) -> int:
     return 4 if torch.device(device).type == "cpu" else 16
 
 
-def run_requests(model: Any, processor: Any, requests: Sequence[Request], *, batch_size: int, num_workers: int,
+def run_requests(model: AVLMForCausalLM, processor: Processor, requests: Sequence[Request], *, batch_size: int, num_workers: int,
                  generate_kwargs: dict[str, Any], sort_window: int | None = None) -> Iterator[list[Result]]:
     """Prepare and answer ``requests``; yields the results of each finished batch (or of each failed request).
 
@@ -102,7 +105,7 @@ def run_requests(model: Any, processor: Any, requests: Sequence[Request], *, bat
         yield from _answer_window(model, processor, pending, batch_size, generate_kwargs)
 
 
-def _answer_window(model: Any, processor: Any, items: list[Prepared], batch_size: int,
+def _answer_window(model: AVLMForCausalLM, processor: Processor, items: list[Prepared], batch_size: int,
                    generate_kwargs: dict[str, Any]) -> Iterator[list[Result]]:
     items = sorted(items, key=Prepared.length_key)
     for start in range(0, len(items), batch_size):
@@ -112,15 +115,12 @@ def _answer_window(model: Any, processor: Any, items: list[Prepared], batch_size
                for item, text in zip(chunk, texts, strict=True)]
 
 
-def generate_texts(model: Any, processor: Any, samples: list[dict[str, Any]],
+def generate_texts(model: AVLMForCausalLM, processor: Processor, samples: list[dict[str, Any]],
                    generate_kwargs: dict[str, Any]) -> list[str]:
     """Collate samples (left padding), generate (greedy unless ``do_sample=True``: :func:`greedy_unless_sampling`),
     and decode the new tokens of each row (special tokens skipped)."""
-    from avlm.data.collator import collate
-    from avlm.model import MODEL_INPUT_NAMES
-
     batch = collate(samples, processor.tokenizer.pad_token_id, "left")
-    inputs = {key: _to(batch[key], model) for key in MODEL_INPUT_NAMES if key in batch and key != "labels"}
+    inputs = batch.to(model.device, media_dtype=model.dtype).model_inputs(labels=False)
     with torch.inference_mode():
         new_tokens = model.generate(**inputs, **greedy_unless_sampling(generate_kwargs))
     return [text.strip() for text in processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
@@ -134,12 +134,6 @@ def greedy_unless_sampling(generate_kwargs: dict[str, Any]) -> dict[str, Any]:
         return generate_kwargs
     off = {name: None for name in SAMPLING_SETTINGS if name not in generate_kwargs}
     return {**generate_kwargs, "do_sample": False, **off}
-
-
-def _to(tensor: torch.Tensor, model: Any) -> torch.Tensor:
-    """Onto the model's device; float media in the model's dtype."""
-    dtype = model.dtype if tensor.is_floating_point() else tensor.dtype
-    return tensor.to(device=model.device, dtype=dtype, non_blocking=True)
 
 
 def _identity(item: Prepared) -> Prepared:

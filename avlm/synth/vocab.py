@@ -39,17 +39,6 @@ ANSWERS: dict[str, tuple[str, ...]] = {
 """Question kind -> its closed answer set (captions are free sentences from a fixed grammar)."""
 
 
-def vocabulary_words() -> list[str]:
-    """Every word the generator writes in questions, answers and captions (for a tokenizer trained on them)."""
-    from avlm.synth.questions import QUESTION_TEMPLATES
-
-    words = set()
-    for text in [*QUESTION_TEMPLATES.values(), *(" ".join(v) for v in ANSWERS.values()),
-                 "a moves while plays in and describe the clip"]:
-        words.update(text.replace("{", " ").replace("}", " ").replace("?", " ").replace(".", " ").lower().split())
-    return sorted(words | set(SHAPES) | set(COLOURS))
-
-
 def held_out_pairs(seed: int) -> dict[str, list[tuple[str, str]]]:
     """Attribute pairs the test split uses and the train split never shows together, chosen by ``seed``.
 

@@ -3,5 +3,5 @@
 Modules: ``config`` (the Recipe), ``setup`` (model, policy, data, optimizer, schedule), ``stages`` (the timed
 forward and the dummy-encoder rule), ``loop`` (:func:`avlm.train.loop.train`), ``checkpoints``, ``stream``,
 ``metrics``, ``final``, ``distributed``, ``budget`` (media tokens per record). Nothing is imported here:
-``avlm.train.config`` loads without transformers or accelerate.
+``avlm.train.recipe`` loads without transformers or accelerate.
 """

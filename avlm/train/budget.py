@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from avlm.media import HOP, IMAGE_SUFFIXES, MediaConfig
+from avlm.processing.media import HOP, IMAGE_SUFFIXES, MediaConfig
 
 
 class MediaTokenCounter:

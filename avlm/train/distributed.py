@@ -11,7 +11,7 @@ from typing import Any
 
 from torch import nn
 
-from avlm.train.config import DistributedConfig, TrainConfig
+from avlm.train.recipe import DistributedConfig, TrainConfig
 
 
 def process_info() -> tuple[int, int]:

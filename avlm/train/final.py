@@ -11,14 +11,14 @@ from typing import Any
 from torch import nn
 
 from avlm.train.checkpoints import _fsync_dir, _fsync_tree, load_trainables
-from avlm.train.config import Recipe
+from avlm.train.recipe import Recipe
 
 
 def write_final(recipe: Recipe, accelerator: Any, wrapped: nn.Module, model: nn.Module, processor: Any,
                 sharded: bool) -> Path:
     """Write ``final/`` (main process; all processes call this). With ``train.merge_lora`` false the unmerged
     adapters are kept in ``final/adapter`` too (``avlm merge-lora`` can fold them later)."""
-    from avlm.lora import merge_lora, save_adapter
+    from avlm.modeling.lora import merge_lora, save_adapter
 
     out = Path(recipe.train.output_dir)
     final, temp = out / "final", out / ".tmp-final"

@@ -24,12 +24,12 @@ from avlm.train.checkpoints import (
     read_rng,
     write_checkpoint,
 )
-from avlm.train.config import Recipe
 from avlm.train.distributed import is_sharded, make_accelerator, process_info, run_all_encoders
 from avlm.train.final import write_final
 from avlm.train.metrics import MetricsLog, format_fields, progress_bar
+from avlm.train.recipe import Recipe
 from avlm.train.setup import TrainingSetup, build_optimizer, build_scheduler, build_setup, total_steps
-from avlm.train.stages import STAGES, TrainingForward, labelled_tokens, to_device
+from avlm.train.stages import STAGES, TrainingForward, labelled_tokens
 from avlm.train.stream import DataStream
 
 TIMES = ("data_wait", *STAGES, "backward", "optimizer")
@@ -132,8 +132,7 @@ def _start(recipe: Recipe, say: Any) -> _Run:
             size = sum(parameter.numel() * parameter.element_size() for parameter in frozen)
             shown = f"{size / 2**30:.2f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
             say(f"frozen weights: {shown} in {config.frozen_dtype}")
-    forward = TrainingForward(setup.model, setup.processor.config, run_all_encoders(recipe.distributed, world_size),
-                              pack=config.pack_sequences)
+    forward = TrainingForward(setup.model, run_all_encoders(recipe.distributed, world_size), pack=config.pack_sequences)
     optimizer = build_optimizer(setup.model, config)
     if len(setup.data.loader) == 0:
         raise ValueError(f"no complete batch: {len(setup.data.records)} samples, global batch {config.batch_size} x "
@@ -210,7 +209,7 @@ def _train_steps(run: _Run, stop_at: int | None) -> list[float]:
 
 
 def _check(recipe: Recipe) -> None:
-    from avlm.presets import PRESETS
+    from avlm.modeling.presets import PRESETS
 
     uses_lora = any(mode == "lora" for _, mode in recipe.trainable.items())
     if uses_lora and not recipe.train.merge_lora and recipe.model in PRESETS:
@@ -234,7 +233,7 @@ def _step(run: _Run, stream: DataStream, window: _Window) -> float:
     total = torch.zeros((), device=device)
     tokens = 0
     for index, batch in enumerate(batches):
-        batch = {**to_device(batch, device), "attention_mask_cpu": batch["attention_mask"]}
+        batch = batch.to(device)
         last = index == len(batches) - 1
         with accelerator.no_sync(wrapped) if not last else nullcontext():
             loss = wrapped(batch, num_items_tensor, world_size)

@@ -14,47 +14,44 @@ from typing import Any
 import torch
 from torch import nn
 
+from avlm.assembly import build_model, load_pretrained
+from avlm.constants import MODALITIES
 from avlm.data.build import TrainingData, build_data
+from avlm.modeling.model import AVLMForCausalLM
+from avlm.modeling.presets import PRESETS
+from avlm.modeling.trainable import cast_frozen, prepare_for_training
+from avlm.processing.processor import Processor
+from avlm.synth.tokenizer import tokenizer_for_preset
 from avlm.train.budget import MediaTokenCounter
-from avlm.train.config import Recipe, TrainConfig
-
-MODALITIES = ("video", "audio")
+from avlm.train.recipe import Recipe, TrainConfig
 
 
 @dataclass
 class TrainingSetup:
     """What :func:`build_setup` returns."""
 
-    model: nn.Module
-    processor: Any
+    model: AVLMForCausalLM
+    processor: Processor
     data: TrainingData
     trainable_counts: dict[str, int]
     """Trainable parameters per part (``llm``, ``encoders.video``, ..., ``connectors.audio``)."""
 
 
-def load_model(source: str, seed: int) -> tuple[nn.Module, Any]:
-    """A preset name (random init from ``seed``) or a local model folder -> ``(AVLMForCausalLM float32, Processor)``."""
-    from avlm.presets import PRESETS
-
+def load_model(source: str, seed: int) -> tuple[AVLMForCausalLM, Processor]:
+    """A preset name (random init from ``seed``) or a local model folder, avlm or official VideoLLaMA2 ->
+    ``(AVLMForCausalLM float32, Processor)``."""
     if source in PRESETS:
-        from avlm.builders import build_model
-
-        return build_model(source, seed=seed)
+        return build_model(source, seed=seed, tokenizer=tokenizer_for_preset(source))
     folder = Path(source)
     if not (folder / "config.json").is_file():
         raise ValueError(f"model: {source!r} is neither a preset ({', '.join(sorted(PRESETS))}) nor a model folder "
                          f"with config.json; write one with `avlm build OUT --preset NAME`")
-    from avlm.model import AVLMForCausalLM
-    from avlm.processor import Processor
-
-    return AVLMForCausalLM.from_pretrained(folder, dtype=torch.float32), Processor.from_pretrained(folder)
+    return load_pretrained(folder, dtype=torch.float32)
 
 
-def prepare_model(recipe: Recipe) -> tuple[nn.Module, Any, dict[str, int]]:
+def prepare_model(recipe: Recipe) -> tuple[AVLMForCausalLM, Processor, dict[str, int]]:
     """Load the model, apply the trainable policy (LoRA adapters are initialised from ``train.seed``) and store the
     frozen weights in ``train.frozen_dtype``."""
-    from avlm.trainable import cast_frozen, prepare_for_training
-
     model, processor = load_model(recipe.model, recipe.train.seed)
     if recipe.train.attn_implementation is not None:
         model.llm.set_attn_implementation(recipe.train.attn_implementation)

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from avlm.convert.videollama2 import PLACEHOLDER_IDS, prompt_ids
-from avlm.model import AVLMForCausalLM
+from avlm.assembly import load_model
 from parity.common import assert_close, load_io
 
 MODALS = {value: key for key, value in PLACEHOLDER_IDS.items()}
@@ -35,7 +35,7 @@ def check_checkpoint(case_dir: Path, case: dict) -> None:
     from transformers import AutoTokenizer
 
     folder = case_dir / next(name for name in case["files"] if name.endswith("/")).rstrip("/")
-    model = AVLMForCausalLM.from_pretrained(folder)
+    model = load_model(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     io, tolerance = load_io(case_dir), case["tolerance"]
     num_frames = io["av.pixel_values"].shape[0]

@@ -7,7 +7,7 @@ Notation:
 
 The forward path reads as stages: ``encode`` (all frames of the batch through the vision encoder in one call, audio
 clips in one call per distinct length) -> ``connect`` (connectors to LLM tokens) -> ``merge`` (media tokens
-written at their placeholders, :mod:`avlm.splice`) -> ``llm``. Rows of one batch may be video-only, audio-only,
+written at their placeholders, :mod:`avlm.modeling.splice`) -> ``llm``. Rows of one batch may be video-only, audio-only,
 audio-visual or text-only. Media inputs use the collator's layout (:func:`avlm.data.collate`)::
 
     video_pixels        [b_v, t_max, 3, H, W]  frames, zero-padded after each video's frame count
@@ -30,20 +30,20 @@ import warnings
 from typing import Any
 
 import torch
-from einops import rearrange
 from torch import nn
-from transformers import GenerationMixin, PreTrainedModel
+from transformers import AutoConfig, AutoModelForCausalLM, GenerationMixin, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from avlm.config import AVLMConfig
-from avlm.loss import causal_lm_loss
-from avlm.packing import pack_sequences
-from avlm.splice import MergedInputs, item_counts, merge_media
+from avlm.constants import MEDIA_FIELDS
+from avlm.modeling.branches import BRANCHES, BranchInputs
+from avlm.modeling.configuration import AVLMConfig
+from avlm.modeling.loss import causal_lm_loss
+from avlm.modeling.packing import pack_sequences
+from avlm.modeling.parts import build_parts
+from avlm.modeling.serialization import load_model, save_model
+from avlm.modeling.splice import MergedInputs, merge_media
 
-# Keys of an avlm.data.collate batch (or a Processor output) that forward / generate take; the rest (ids,
-# modality_mask, media_errors) is bookkeeping for the training loop.
-MODEL_INPUT_NAMES = ("input_ids", "attention_mask", "labels", "video_pixels", "video_frame_counts",
-                     "video_sample_index", "audio_features", "audio_lengths", "audio_sample_index")
+MEDIA_INPUT_NAMES = tuple(key for keys in MEDIA_FIELDS.values() for key in keys)
 
 
 class AVLMForCausalLM(PreTrainedModel, GenerationMixin):
@@ -69,8 +69,6 @@ class AVLMForCausalLM(PreTrainedModel, GenerationMixin):
                  connectors: dict[str, nn.Module] | None = None) -> None:
         super().__init__(config)
         if llm is None or encoders is None or connectors is None:
-            from avlm.builders import build_parts
-
             built = build_parts(config)
             llm, encoders, connectors = (given if given is not None else default
                                          for given, default in zip((llm, encoders, connectors), built, strict=True))
@@ -87,12 +85,10 @@ class AVLMForCausalLM(PreTrainedModel, GenerationMixin):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *model_args: Any,
                         **kwargs: Any) -> AVLMForCausalLM:
-        """Load a local avlm folder (``config.json`` + safetensors) strictly; see :func:`avlm.checkpoint.load_model`.
+        """Load a local avlm folder (``config.json`` + safetensors) strictly; see :func:`avlm.modeling.serialization.load_model`.
 
         Keyword arguments: ``config``, ``dtype`` (``"auto"``: as saved), ``device``, ``attn_implementation``.
         """
-        from avlm.checkpoint import load_model
-
         if model_args:
             raise TypeError(f"{cls.__name__}.from_pretrained takes keyword arguments only, got {len(model_args)} "
                             "positional arguments after the path")
@@ -101,9 +97,7 @@ class AVLMForCausalLM(PreTrainedModel, GenerationMixin):
     def save_pretrained(self, save_directory: str | os.PathLike, *, max_shard_size: int | str = "5GB",
                         state_dict: dict[str, torch.Tensor] | None = None, is_main_process: bool = True,
                         safe_serialization: bool = True) -> None:
-        """Write the model folder (safetensors only); see :func:`avlm.checkpoint.save_model`."""
-        from avlm.checkpoint import save_model
-
+        """Write the model folder (safetensors only); see :func:`avlm.modeling.serialization.save_model`."""
         if not safe_serialization:
             raise ValueError("avlm saves safetensors only (safe_serialization=False would write a pickle)")
         if is_main_process:
@@ -131,55 +125,16 @@ class AVLMForCausalLM(PreTrainedModel, GenerationMixin):
         return self.llm.get_output_embeddings()
 
     # ----------------------------------------------------------------------------------------------- stages
-    def encode_video(self, pixels: torch.Tensor, frame_counts: torch.Tensor | None) -> list[torch.Tensor]:
-        """Frames of every video through the vision encoder in one call: [b_v, t, 3, H, W] -> b_v x [t_i, n, d]."""
-        counts = item_counts(frame_counts, pixels.shape[0], pixels.shape[1], "video_frame_counts")
-        valid = torch.arange(pixels.shape[1], device=pixels.device)[None] < counts.to(pixels.device)[:, None]
-        frames = pixels[valid].to(_dtype(self.encoders["video"]))
-        tokens = self.encoders["video"](rearrange(frames, "t c h w -> 1 t c h w"))
-        return list(rearrange(tokens, "1 t n d -> t n d").split(counts.tolist()))
-
-    def connect_video(self, videos: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Video connector per group of equal frame count: b_v x [t_i, n, d] -> b_v x [n_i', D]."""
-        out: list[torch.Tensor | None] = [None] * len(videos)
-        for frames in sorted({len(video) for video in videos}):
-            members = [i for i, video in enumerate(videos) if len(video) == frames]
-            tokens = self.connectors["video"](torch.stack([videos[i] for i in members]))
-            for i, item in zip(members, tokens, strict=True):
-                out[i] = item
-        return out
-
-    def encode_audio(self, features: torch.Tensor, lengths: torch.Tensor | None) -> list[torch.Tensor]:
-        """Audio encoder, one call per group of equal-length clips: [b_a, f, m], [b_a] -> b_a x [n_i, d].
-
-        Clips of one call are never padded, so a clip's tokens do not depend on what it is batched with (BEATs'
-        reference padding rule would let padded frames reach valid tokens). Official VideoLLaMA2 audio is always
-        30 s long: one call.
-        """
-        lengths = item_counts(lengths, features.shape[0], features.shape[1], "audio_lengths")
-        features = features.to(_dtype(self.encoders["audio"]))
-        out: list[torch.Tensor | None] = [None] * len(features)
-        for length in sorted(set(lengths.tolist())):
-            members = [i for i, value in enumerate(lengths.tolist()) if value == length]
-            full = torch.full((len(members),), length, dtype=torch.long, device=features.device)
-            tokens, counts = self.encoders["audio"](features[members, :length], full)
-            for i, item, count in zip(members, tokens, counts.tolist(), strict=True):
-                out[i] = item[:count]
-        return out
-
-    def connect_audio(self, clips: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Token-wise audio projector over every clip at once: b_a x [n_i, d] -> b_a x [n_i, D]."""
-        projected = self.connectors["audio"](rearrange(torch.cat(clips), "n d -> 1 n d"))
-        return list(rearrange(projected, "1 n d -> n d").split([len(clip) for clip in clips]))
+    def media_tokens(self, modality: str, inputs: BranchInputs) -> list[torch.Tensor]:
+        """One modality's items through its branch (encode -> connect): one ``[n_i, D]`` block per item."""
+        return BRANCHES[modality].tokens(self.encoders[modality], self.connectors[modality], inputs)
 
     def merge(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, labels: torch.Tensor | None,
               media: dict[str, list[torch.Tensor]], sample_index: dict[str, torch.Tensor | None],
               padding_side: str | None = None) -> MergedInputs:
-        """Write media tokens at their placeholders: ids [b, L] + media -> embeddings [b, L', D] (see avlm.splice).
-
-        ``padding_side``: where rows that come out shorter are padded; None: as the text is padded ("right" when it
-        is not padded at all). Generation passes "left".
-        """
+        """Write media tokens at their placeholders: ids [b, L] + media -> embeddings [b, L', D] (see
+        :mod:`avlm.modeling.splice`). ``padding_side``: where rows that come out shorter are padded; None: as the
+        text is padded ("right" when it is not padded at all). Generation passes "left"."""
         return merge_media(input_ids, attention_mask, labels, media, sample_index, self.config.placeholder_token_ids,
                            self.config.av_fusion, self.get_input_embeddings(), padding_side)
 
@@ -188,26 +143,42 @@ class AVLMForCausalLM(PreTrainedModel, GenerationMixin):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-        video_pixels: torch.Tensor | None = None,
-        video_frame_counts: torch.Tensor | None = None,
-        video_sample_index: torch.Tensor | None = None,
-        audio_features: torch.Tensor | None = None,
-        audio_lengths: torch.Tensor | None = None,
-        audio_sample_index: torch.Tensor | None = None,
         padding_side: str | None = None,
+        run_all_branches: bool = False,
+        **media: torch.Tensor | None,
     ) -> MergedInputs:
-        """encode -> connect -> merge (inputs as in the module docstring; ``padding_side`` as in :meth:`merge`)."""
-        media: dict[str, list[torch.Tensor]] = {}
-        for modality, given in (("video", video_pixels), ("audio", audio_features)):
-            if given is not None and modality not in self.encoders:
+        """encode -> connect (each modality's branch, :mod:`avlm.modeling.branches`) -> merge.
+
+        Args:
+            input_ids, attention_mask, labels: the text, [b, L].
+            padding_side: as in :meth:`merge`.
+            run_all_branches: a modality without items in this batch still runs its branch on a dummy input and
+                adds ``0 * sum(tokens)`` to the embeddings (values unchanged): every rank of sharded training then
+                touches every parameter in the same order (FSDP / ZeRO-3 gather the same shards; DDP sees no unused
+                parameter).
+            media: the batch's media fields (module docstring; ``None`` values are absent fields).
+        """
+        unknown = sorted(set(media) - set(MEDIA_INPUT_NAMES))
+        if unknown:
+            raise TypeError(f"unknown media inputs {unknown}; the model takes {list(MEDIA_INPUT_NAMES)}")
+        tokens: dict[str, list[torch.Tensor]] = {}
+        index: dict[str, torch.Tensor | None] = {}
+        zero = None
+        for modality, branch in BRANCHES.items():
+            inputs = branch.inputs(media)
+            if inputs is not None and modality not in self.encoders:
                 raise ValueError(f"{modality} input given, but this model has no {modality} encoder "
                                  f"(modalities: {sorted(self.encoders)})")
-        if video_pixels is not None:
-            media["video"] = self.connect_video(self.encode_video(video_pixels, video_frame_counts))
-        if audio_features is not None:
-            media["audio"] = self.connect_audio(self.encode_audio(audio_features, audio_lengths))
-        index = {"video": video_sample_index, "audio": audio_sample_index}
-        return self.merge(input_ids, attention_mask, labels, media, index, padding_side)
+            if inputs is not None:
+                tokens[modality] = self.media_tokens(modality, inputs)
+                index[modality] = inputs.sample_index
+            elif run_all_branches and modality in self.encoders:
+                dummy = self.media_tokens(modality, branch.dummy(self.encoders[modality]))
+                zero = sum(item.sum() for item in dummy) * 0.0 + (0.0 if zero is None else zero)
+        merged = self.merge(input_ids, attention_mask, labels, tokens, index, padding_side)
+        if zero is not None:
+            merged.inputs_embeds = merged.inputs_embeds + zero.to(merged.inputs_embeds.dtype)
+        return merged
 
     # ---------------------------------------------------------------------------------------- forward / generate
     def forward(
@@ -234,16 +205,18 @@ class AVLMForCausalLM(PreTrainedModel, GenerationMixin):
         to the LLM.
 
         With ``labels`` [b, L] and ``return_logits`` not True (the default then), only the loss is computed, by
-        :func:`avlm.loss.causal_lm_loss`: the LM head scores just the labelled positions, in chunks, so the
+        :func:`avlm.modeling.loss.causal_lm_loss`: the LM head scores just the labelled positions, in chunks, so the
         ``[b, L', vocab]`` fp32 logits of Hugging Face's loss are never built (same value up to float summation
         order). LLMs whose head is more than a projection (logit soft-capping or scaling) use the LLM's own loss.
 
-        ``pack=True`` runs the LLM on one row of the real tokens only (:func:`avlm.packing.pack_sequences`: positions
+        ``pack=True`` runs the LLM on one row of the real tokens only (:func:`avlm.modeling.packing.pack_sequences`: positions
         restart per sample, no padding FLOPs; same loss). Logits, if asked for, are then ``[1, T, vocab]``.
         """
         if inputs_embeds is None:
-            merged = self.embed_multimodal(input_ids, attention_mask, labels, video_pixels, video_frame_counts,
-                                           video_sample_index, audio_features, audio_lengths, audio_sample_index)
+            merged = self.embed_multimodal(input_ids, attention_mask, labels, video_pixels=video_pixels,
+                                           video_frame_counts=video_frame_counts, video_sample_index=video_sample_index,
+                                           audio_features=audio_features, audio_lengths=audio_lengths,
+                                           audio_sample_index=audio_sample_index)
             inputs_embeds, attention_mask, position_ids, labels = (
                 merged.inputs_embeds, merged.attention_mask, merged.position_ids, merged.labels)
         if pack:
@@ -289,9 +262,10 @@ class AVLMForCausalLM(PreTrainedModel, GenerationMixin):
         (``max_new_tokens``, ``do_sample``, ``streamer``, ...). Penalties such as ``repetition_penalty`` see only the
         generated tokens, as in VideoLLaMA2.
         """
-        merged = self.embed_multimodal(input_ids, attention_mask, None, video_pixels, video_frame_counts,
-                                       video_sample_index, audio_features, audio_lengths, audio_sample_index,
-                                       padding_side="left")
+        merged = self.embed_multimodal(input_ids, attention_mask, None, padding_side="left",
+                                       video_pixels=video_pixels, video_frame_counts=video_frame_counts,
+                                       video_sample_index=video_sample_index, audio_features=audio_features,
+                                       audio_lengths=audio_lengths, audio_sample_index=audio_sample_index)
         config = copy.deepcopy(generate_kwargs.pop("generation_config", self.generation_config))
         other_kwargs = config.update(**generate_kwargs)  # what is not a generation setting: streamer, stopping, ...
         with warnings.catch_warnings():  # that the penalty skips the prompt is intended (see above)
@@ -319,17 +293,7 @@ def _plain_head(text_config: Any) -> bool:
     return not any(getattr(text_config, name, None) not in (None, 1.0) for name in extras)
 
 
-def _dtype(module: nn.Module) -> torch.dtype:
-    return next(module.parameters()).dtype
-
-
-def register_auto_classes() -> None:
-    """Register ``avlm`` with ``AutoConfig`` and ``AutoModelForCausalLM`` (``avlm/__init__.py`` calls this as soon as
-    transformers is imported)."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    AutoConfig.register(AVLMConfig.model_type, AVLMConfig, exist_ok=True)
-    AutoModelForCausalLM.register(AVLMConfig, AVLMForCausalLM, exist_ok=True)
-
-
-register_auto_classes()
+# Importing this module registers avlm with the Auto classes: AutoModelForCausalLM.from_pretrained(avlm_folder) works
+# once avlm.modeling (or avlm.AVLMForCausalLM, avlm.load) has been imported.
+AutoConfig.register(AVLMConfig.model_type, AVLMConfig, exist_ok=True)
+AutoModelForCausalLM.register(AVLMConfig, AVLMForCausalLM, exist_ok=True)

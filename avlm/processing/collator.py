@@ -8,7 +8,7 @@ Sample (what ``ConversationDataset.__getitem__`` returns)::
     {"input_ids": LongTensor [L_i], "labels": LongTensor [L_i], "id": str, "media_error": str | None,
      "video": FloatTensor [t_i, 3, H, W] (optional), "audio": FloatTensor [f_i, m] (optional)}
 
-Batch::
+Batch (a :class:`Batch`; it also reads like the dict it replaced: ``batch["input_ids"]``, ``"video_pixels" in batch``)::
 
     input_ids       LongTensor [b, L]            padded with pad_token_id
     labels          LongTensor [b, L]            padded with IGNORE_INDEX (-100)
@@ -26,21 +26,82 @@ Batch::
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import dataclasses
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
 
-from avlm.data.conversation import IGNORE_INDEX
+from avlm.constants import IGNORE_INDEX, MEDIA_FIELDS, MODEL_INPUT_NAMES
 
-MEDIA_FIELDS = {"video": ("video_pixels", "video_frame_counts"), "audio": ("audio_features", "audio_lengths")}
+SAMPLE_KEYS = frozenset({"input_ids", "labels", "id", "media_error", *MEDIA_FIELDS})
+
+
+@dataclass
+class Batch(Mapping):
+    """A collated batch (layout in the module docstring). Media fields are None when no sample has the modality.
+
+    ``model_inputs()`` gives the keyword arguments of ``AVLMForCausalLM.forward`` / ``generate``; ``to(device)``
+    moves every tensor. As a read-only mapping it holds the fields that are not None.
+    """
+
+    input_ids: torch.Tensor
+    labels: torch.Tensor
+    attention_mask: torch.Tensor
+    modality_mask: dict[str, torch.Tensor]
+    ids: list[str]
+    media_errors: int = 0
+    video_pixels: torch.Tensor | None = None
+    video_frame_counts: torch.Tensor | None = None
+    video_sample_index: torch.Tensor | None = None
+    audio_features: torch.Tensor | None = None
+    audio_lengths: torch.Tensor | None = None
+    audio_sample_index: torch.Tensor | None = None
+    attention_mask_cpu: torch.Tensor | None = field(default=None, repr=False)
+    """The attention mask before ``to(device)`` (token counts without a device synchronisation)."""
+
+    def model_inputs(self, labels: bool = True) -> dict[str, torch.Tensor]:
+        """The model's keyword arguments present in this batch (``labels=False``: without labels, for generate)."""
+        return {name: self[name] for name in MODEL_INPUT_NAMES if name in self and (labels or name != "labels")}
+
+    def to(self, device: torch.device | str, media_dtype: torch.dtype | None = None) -> Batch:
+        """A copy with every tensor on ``device`` (float media in ``media_dtype`` when given); the CPU attention mask
+        is kept as ``attention_mask_cpu``."""
+        moved: dict[str, Any] = {"attention_mask_cpu": self.attention_mask}
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if item.name == "attention_mask_cpu":
+                continue
+            if isinstance(value, torch.Tensor):
+                dtype = media_dtype if media_dtype is not None and value.is_floating_point() else value.dtype
+                moved[item.name] = value.to(device=device, dtype=dtype, non_blocking=True)
+            elif item.name == "modality_mask":
+                moved[item.name] = {m: mask.to(device) for m, mask in value.items()}
+            else:
+                moved[item.name] = value
+        return Batch(**moved)
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._present():
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._present())
+
+    def __len__(self) -> int:
+        return len(self._present())
+
+    def _present(self) -> list[str]:
+        return [item.name for item in dataclasses.fields(self) if getattr(self, item.name) is not None]
 
 
 def collate(
     samples: Sequence[Mapping[str, Any]],
     pad_token_id: int,
     padding_side: Literal["right", "left"] = "right",
-) -> dict[str, Any]:
+) -> Batch:
     """Pad and stack samples into one batch (layout in the module docstring).
 
     Args:
@@ -49,7 +110,7 @@ def collate(
         padding_side: ``"right"`` for training; ``"left"`` for batched generation.
 
     Returns:
-        The batch dict.
+        The :class:`Batch`.
 
     Raises:
         ValueError: empty batch, a bad ``padding_side``, unknown sample keys, or media whose trailing shapes differ.
@@ -58,11 +119,11 @@ def collate(
         raise ValueError("collate got an empty list of samples")
     if padding_side not in ("right", "left"):
         raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
-    known = {"input_ids", "labels", "id", "media_error", *MEDIA_FIELDS}
     for sample in samples:
-        extra = set(sample) - known
+        extra = set(sample) - SAMPLE_KEYS
         if extra:
-            raise ValueError(f"sample {sample.get('id')!r} has unknown keys {sorted(extra)}; expected {sorted(known)}")
+            raise ValueError(f"sample {sample.get('id')!r} has unknown keys {sorted(extra)}; expected "
+                             f"{sorted(SAMPLE_KEYS)}")
     batch: dict[str, Any] = {
         "input_ids": _pad_text([s["input_ids"] for s in samples], pad_token_id, padding_side),
         "labels": _pad_text([s["labels"] for s in samples], IGNORE_INDEX, padding_side),
@@ -73,16 +134,16 @@ def collate(
         positions = positions.flip(1)
     batch["attention_mask"] = (positions < lengths.unsqueeze(1)).long()
     batch["modality_mask"] = {}
-    for modality, (values_key, lengths_key) in MEDIA_FIELDS.items():
+    for modality, (values_key, lengths_key, index_key) in MEDIA_FIELDS.items():
         rows = [index for index, sample in enumerate(samples) if sample.get(modality) is not None]
         batch["modality_mask"][modality] = torch.tensor([s.get(modality) is not None for s in samples])
         if rows:
             tensors = [samples[index][modality] for index in rows]
             batch[values_key], batch[lengths_key] = _pad_media(modality, tensors, [samples[i].get("id") for i in rows])
-            batch[f"{modality}_sample_index"] = torch.tensor(rows, dtype=torch.long)
+            batch[index_key] = torch.tensor(rows, dtype=torch.long)
     batch["ids"] = [str(s.get("id")) for s in samples]
     batch["media_errors"] = sum(s.get("media_error") is not None for s in samples)
-    return batch
+    return Batch(**batch)
 
 
 def _pad_text(sequences: list[torch.Tensor], value: int, side: str) -> torch.Tensor:

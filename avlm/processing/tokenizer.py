@@ -11,16 +11,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from avlm.constants import PLACEHOLDER_TOKENS, TINY_SPECIAL_TOKENS
+
 CHATML_TEMPLATE = (  # Qwen2's template: default system prompt unless the first message is a system message
     "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
     "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{% endif %}"
     "{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
-PAD_TOKEN = "<|endoftext|>"
-EOS_TOKEN = "<|im_end|>"
-PLACEHOLDER_TOKENS = {"video": "<video>", "audio": "<audio>", "image": "<image>"}
-SPECIAL_TOKENS = [PAD_TOKEN, "<|im_start|>", EOS_TOKEN, *PLACEHOLDER_TOKENS.values()]
+SPECIAL_TOKENS = list(TINY_SPECIAL_TOKENS)
+PAD_TOKEN, EOS_TOKEN = SPECIAL_TOKENS[0], SPECIAL_TOKENS[2]
 
 WORDS = """
 system user assistant you are a helpful what who where when why how which is are was were be been the an and or

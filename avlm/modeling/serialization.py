@@ -35,7 +35,7 @@ def save_model(model: Any, folder: str | os.PathLike, max_shard_size: int | str 
     shares one relative-position table across layers) are stored once per name, as the official checkpoints do.
 
     Raises:
-        ValueError: LoRA adapters are applied (save them with ``avlm.lora.save_adapter`` or merge them first).
+        ValueError: LoRA adapters are applied (save them with ``avlm.modeling.lora.save_adapter`` or merge them first).
     """
     from huggingface_hub import split_torch_state_dict_into_shards
     from safetensors.torch import save_file
@@ -45,8 +45,8 @@ def save_model(model: Any, folder: str | os.PathLike, max_shard_size: int | str 
     state = dict(state_dict if state_dict is not None else model.state_dict())
     adapters = [key for key in state if "lora_" in key]
     if adapters:
-        raise ValueError(f"the model has LoRA adapters ({adapters[0]}, ...): save them with avlm.lora.save_adapter, "
-                         "or merge them (avlm.lora.merge_lora) before save_pretrained")
+        raise ValueError(f"the model has LoRA adapters ({adapters[0]}, ...): save them with avlm.modeling.lora.save_adapter, "
+                         "or merge them (avlm.modeling.lora.merge_lora) before save_pretrained")
     for target in model.all_tied_weights_keys:
         state.pop(target, None)
     seen: set[int] = set()
@@ -94,14 +94,11 @@ def load_model(model_class: type, folder: str | os.PathLike, config: Any | None 
         raise TypeError(f"{model_class.__name__}.from_pretrained got unsupported arguments {unknown}; supported: "
                         "config, dtype, device, device_map (one device), attn_implementation")
     model_type = json.loads((folder / "config.json").read_text()).get("model_type")
-    from avlm.convert.videollama2 import is_videollama2_folder, load_videollama2
-
-    if config is None and is_videollama2_folder(folder):
-        return load_videollama2(folder, dtype=dtype, device=device)
     if config is None and model_type != model_class.config_class.model_type:
         raise ValueError(f"{folder}: config.json has model_type {model_type!r}, not "
-                         f"{model_class.config_class.model_type!r}; it is not an avlm model folder (official "
-                         "VideoLLaMA2 checkpoints go through the VideoLLaMA2 converter)")
+                         f"{model_class.config_class.model_type!r}; it is not an avlm model folder. Load official "
+                         "VideoLLaMA2 folders (and avlm folders alike) with avlm.load(path) or "
+                         "avlm.assembly.load_pretrained(path)")
     config = config if config is not None else model_class.config_class.from_pretrained(folder)
     if attn_implementation is not None:
         config._attn_implementation = attn_implementation

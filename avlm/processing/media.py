@@ -5,6 +5,7 @@ Notation: t frames, h, w source frame size, S encoder frame side, n audio sample
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import os
@@ -14,9 +15,10 @@ from typing import Any, Literal
 
 import torch
 
+from avlm.constants import IMAGE_SUFFIXES
+from avlm.modeling.presets import get_preset
 from vision.preprocess import SIGLIP, ImageProcessorConfig
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 HOP = 160  # samples per feature frame at 16 kHz (10 ms), fbank and Whisper alike
 
 
@@ -45,7 +47,7 @@ class MediaConfig:
     video_backend: Literal["auto", "decord", "pyav"] = "auto"
     """Which library decodes videos: ``"auto"`` (decord, PyAV for what decord cannot read), ``"decord"`` or
     ``"pyav"``. The frames are the same; PyAV is faster on long videos with short GOPs, decord on short clips."""
-    preset: Literal["avlm", "videollama2"] = "avlm"
+    preprocessing: Literal["avlm", "videollama2"] = "avlm"
     """``"videollama2"``: the official VideoLLaMA2 preprocessing, for its checkpoints (frame rule and black padding;
     audio of a video as 8 clips of 2 s zero-padded to 30 s; audio files: first channel; bfloat16-rounded fbank)."""
 
@@ -65,10 +67,10 @@ class MediaConfig:
             errors.append(f"sample_rate={self.sample_rate}: the audio front ends expect 16000 Hz")
         if self.video_backend not in ("auto", "decord", "pyav"):
             errors.append(f"video_backend={self.video_backend!r}; choose 'auto', 'decord' or 'pyav'")
-        if self.preset not in ("avlm", "videollama2"):
-            errors.append(f"preset={self.preset!r}; choose 'avlm' or 'videollama2'")
-        if self.preset == "videollama2" and self.audio_features != "fbank":
-            errors.append("preset='videollama2' uses the BEATs fbank (audio_features='fbank')")
+        if self.preprocessing not in ("avlm", "videollama2"):
+            errors.append(f"preprocessing={self.preprocessing!r}; choose 'avlm' or 'videollama2'")
+        if self.preprocessing == "videollama2" and self.audio_features != "fbank":
+            errors.append("preprocessing='videollama2' uses the BEATs fbank (audio_features='fbank')")
         if not self.max_audio_seconds > 0:
             errors.append(f"max_audio_seconds={self.max_audio_seconds!r} must be > 0")
         if errors:
@@ -79,10 +81,21 @@ class MediaConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> MediaConfig:
+        """From ``processor_config.json``'s ``media``; folders written before the field was renamed call
+        ``preprocessing`` ``preset``, which is read as such."""
+        values = dict(values)
+        if "preset" in values and "preprocessing" not in values:
+            values["preprocessing"] = values.pop("preset")
         unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise ValueError(f"unknown MediaConfig keys {unknown}")
         return cls(**values)
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> MediaConfig:
+        """The media settings of the architecture preset ``name`` (``avlm.modeling.presets``); ``overrides`` replace
+        fields."""
+        return cls(**{**copy.deepcopy(get_preset(name).media), **overrides})
 
 
 def load_video_frames(video: Any, config: MediaConfig) -> tuple[torch.Tensor, tuple[float, float] | None]:
@@ -90,7 +103,7 @@ def load_video_frames(video: Any, config: MediaConfig) -> tuple[torch.Tensor, tu
     ``(start, end)`` the frames cover in their file (None for images and raw frames)."""
     from vision import VideoClip, load_image, load_video, preprocess_frames
 
-    if config.preset == "videollama2":
+    if config.preprocessing == "videollama2":
         return _videollama2_frames(video, config)
     span = None
     if isinstance(video, (str, os.PathLike)):
@@ -117,7 +130,7 @@ def load_audio_features(audio: Any, config: MediaConfig, span: tuple[float, floa
     """
     from audio import AudioClip, load_audio
 
-    if config.preset == "videollama2":
+    if config.preprocessing == "videollama2":
         return _videollama2_audio(audio, from_video=span is not None)
     if isinstance(audio, (str, os.PathLike)):
         start, end = span if span is not None else (None, None)

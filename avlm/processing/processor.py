@@ -22,10 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from avlm.data.conversation import encode_with_placeholders, placeholder_modalities
-from avlm.media import IMAGE_SUFFIXES, MediaConfig, load_audio_features, load_video_frames
-from avlm.tokenizer import PLACEHOLDER_TOKENS
+from avlm.constants import MODALITIES
+from avlm.processing.collator import collate
+from avlm.processing.media import MediaConfig
+from avlm.processing.prompt import encode_with_placeholders, placeholder_modalities, prompt_prefix
+from avlm.processing.sample import MediaRecord, load_media, make_sample
 
 CONFIG_FILE = "processor_config.json"
 
@@ -35,13 +38,13 @@ class Processor:
 
     Args:
         tokenizer: the model's Hugging Face tokenizer (with a chat template).
-        config: media settings (:class:`avlm.media.MediaConfig`).
+        config: media settings (:class:`avlm.processing.media.MediaConfig`).
         placeholder_token_ids: ``AVLMConfig.placeholder_token_ids`` (ids may be negative: never tokenized).
         av_fusion: ``AVLMConfig.av_fusion``; ``"concat_at_video"`` prompts audio-visual samples with ``<video>`` only.
         system_prompt: a system message for every prompt; None leaves it to the chat template.
     """
 
-    def __init__(self, tokenizer: Any, config: MediaConfig, placeholder_token_ids: dict[str, int],
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, config: MediaConfig, placeholder_token_ids: dict[str, int],
                  av_fusion: str = "separate", system_prompt: str | None = None) -> None:
         missing = sorted({"video", "audio"} - set(placeholder_token_ids))
         if missing:
@@ -54,15 +57,14 @@ class Processor:
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike) -> Processor:
-        """Tokenizer files + ``processor_config.json`` (media settings) + ``config.json`` (placeholders, fusion)."""
-        from transformers import AutoTokenizer
-
-        from avlm.convert.videollama2 import is_videollama2_folder, videollama2_media_config
-
+        """Tokenizer files + ``processor_config.json`` (media settings) + ``config.json`` (placeholders, fusion) of an
+        avlm folder. Official VideoLLaMA2 folders have no ``processor_config.json``: load them with ``avlm.load`` or
+        ``avlm.assembly.load_pretrained``, which convert them."""
         folder = Path(folder)
-        if is_videollama2_folder(folder) and not (folder / CONFIG_FILE).is_file():
-            media, placeholders = videollama2_media_config(folder)
-            return cls(AutoTokenizer.from_pretrained(folder), media, placeholders, "concat_at_video")
+        if not (folder / CONFIG_FILE).is_file():
+            raise FileNotFoundError(f"{folder}: no {CONFIG_FILE}, so this is not an avlm model folder; official "
+                                    "VideoLLaMA2 folders load with avlm.load(path) or "
+                                    "avlm.assembly.load_pretrained(path) (model and processor together)")
         saved = json.loads((folder / CONFIG_FILE).read_text())
         model = json.loads((folder / "config.json").read_text())
         return cls(AutoTokenizer.from_pretrained(folder), MediaConfig.from_dict(saved["media"]),
@@ -91,34 +93,23 @@ class Processor:
             ``video_frame_counts``, ``video_sample_index``, ``audio_features`` [b_a, f, m], ``audio_lengths``,
             ``audio_sample_index``: keyword arguments of ``AVLMForCausalLM.forward`` / ``generate``.
         """
-        from avlm.data.collator import collate
-
         texts = [text] if isinstance(text, str) else list(text)
         videos = _per_sample(videos, len(texts), "videos", isinstance(text, str))
         audios = _per_sample(audios, len(texts), "audios", isinstance(text, str))
         samples = [self.sample(question, video, sound) for question, video, sound in zip(texts, videos, audios,
                                                                                           strict=True)]
-        batch = collate(samples, self.tokenizer.pad_token_id, padding_side)
-        keep = ("input_ids", "attention_mask", "video_pixels", "video_frame_counts", "video_sample_index",
-                "audio_features", "audio_lengths", "audio_sample_index")
-        return {key: batch[key] for key in keep if key in batch}
+        return collate(samples, self.tokenizer.pad_token_id, padding_side).model_inputs(labels=False)
 
     def sample(self, question: str, video: Any | None = None, audio: Any | None = None) -> dict[str, Any]:
-        """One unpadded sample ``{"input_ids" [L], "labels" [L] (all ignored), "video"?, "audio"?}``."""
-        sample: dict[str, Any] = {"id": question[:40], "media_error": None}
-        span = None
-        if video is not None:
-            sample["video"], span = load_video_frames(video, self.config)
-        if audio is not None:
-            sample["audio"] = load_audio_features(audio, self.config, span if _same_file(video, audio) else None)
-        sample["input_ids"] = self.encode_prompt(question, [m for m in ("video", "audio") if m in sample])
-        sample["labels"] = torch.full_like(sample["input_ids"], -100)
-        return sample
+        """One unpadded sample ``{"input_ids" [L], "labels" [L] (all ignored), "video"?, "audio"?}``
+        (:mod:`avlm.processing.sample`; ``audio="auto"``: the video file's own soundtrack when it has one)."""
+        media = load_media(self.config, video, audio)
+        return make_sample(self.encode_prompt(question, media.modalities), media, question[:40])
 
     def prompt(self, question: str, modalities: Sequence[str]) -> str:
         """The chat-templated prompt text with the placeholders leading the user turn."""
-        modalities = placeholder_modalities(modalities, self.av_fusion)
-        prefix = "".join(PLACEHOLDER_TOKENS[m] for m in ("video", "audio") if m in modalities)
+        marked = placeholder_modalities([m for m in MODALITIES if m in modalities], self.av_fusion)
+        prefix = prompt_prefix(self.tokenizer, marked, self.placeholder_token_ids)
         content = f"{prefix}\n{question}" if prefix else question
         messages = [] if self.system_prompt is None else [{"role": "system", "content": self.system_prompt}]
         messages.append({"role": "user", "content": content})
@@ -130,17 +121,12 @@ class Processor:
         ids, _ = encode_with_placeholders(self.tokenizer, self.prompt(question, modalities), self.placeholder_token_ids)
         return torch.tensor(ids, dtype=torch.long)
 
-    def load_media(self, record: Any) -> dict[str, torch.Tensor]:
+    def load_media(self, record: MediaRecord) -> dict[str, torch.Tensor]:
         """Media of a training record (``avlm.data.Record``): ``{"video": [t, 3, S, S], "audio": [f, m]}`` with exactly
         the record's modalities (the ``media_loader`` of ``avlm.data.ConversationDataset``)."""
-        media, span = {}, None
         visual = record.video if record.video is not None else record.image
-        if visual is not None:
-            media["video"], span = load_video_frames(visual, self.config)
-        if record.audio_path is not None:
-            same = record.audio is None  # audio taken from the video itself: the frames' time span
-            media["audio"] = load_audio_features(record.audio_path, self.config, span if same else None)
-        return media
+        media = load_media(self.config, visual, record.audio_path)
+        return {name: getattr(media, name) for name in media.modalities}
 
 
 def _per_sample(values: Any, count: int, name: str, single: bool) -> list[Any]:
@@ -151,10 +137,3 @@ def _per_sample(values: Any, count: int, name: str, single: bool) -> list[Any]:
     if isinstance(values, (str, os.PathLike, torch.Tensor)) or len(values) != count:
         raise ValueError(f"{name} must be a list with one entry (or None) per prompt: {count} prompts")
     return list(values)
-
-
-def _same_file(video: Any, audio: Any) -> bool:
-    """True when ``audio`` names the file ``video`` (a path or a clip) was read from: then it takes the frames' span."""
-    source = getattr(video, "path", video)
-    is_path = isinstance(source, (str, os.PathLike)) and isinstance(audio, (str, os.PathLike))
-    return is_path and Path(source) == Path(audio) and Path(source).suffix.lower() not in IMAGE_SUFFIXES

@@ -1,7 +1,7 @@
-"""The training recipe: one YAML file mapped strictly onto :class:`Recipe` (see ``avlm.recipe_config.load_config``).
+"""The training recipe: one YAML file mapped strictly onto :class:`Recipe` (see ``avlm.recipe_loading.load_config``).
 
 Sections: ``model`` (what to start from), ``data`` (:class:`avlm.data.DataConfig`), ``trainable``
-(:class:`avlm.trainable.TrainablePolicy`), ``lora`` (:class:`avlm.lora.LoRAConfig`), ``train`` (:class:`TrainConfig`)
+(:class:`avlm.modeling.trainable.TrainablePolicy`), ``lora`` (:class:`avlm.modeling.lora.LoRAConfig`), ``train`` (:class:`TrainConfig`)
 and ``distributed`` (:class:`DistributedConfig`). Every field documents itself; ``avlm train --help-recipe`` lists them.
 """
 
@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from avlm.data.config import DataConfig
-from avlm.lora import LoRAConfig
-from avlm.trainable import TrainablePolicy
+from avlm.data.settings import DataConfig
+from avlm.modeling.lora import LoRAConfig
+from avlm.modeling.trainable import TrainablePolicy
 
 PART_LR_KEYS = ("connectors", "lora", "encoders", "llm")
 
@@ -129,7 +129,7 @@ class Recipe:
     data: DataConfig = field(default_factory=DataConfig)
     """Annotation files, mixing, validation and batching (see avlm.data.DataConfig)."""
     trainable: TrainablePolicy = field(default_factory=TrainablePolicy)
-    """What trains in each part: frozen, lora or full (see avlm.trainable.TrainablePolicy)."""
+    """What trains in each part: frozen, lora or full (see avlm.modeling.trainable.TrainablePolicy)."""
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     """Adapter shape for the parts whose mode is lora."""
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -150,6 +150,6 @@ def load_recipe(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     Raises:
         ConfigError: every problem at once, naming the key.
     """
-    from avlm.recipe_config import load_config
+    from avlm.recipe_loading import load_config
 
     return load_config(Recipe, path, overrides)

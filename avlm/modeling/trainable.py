@@ -1,7 +1,7 @@
 """Which parameters train: one policy (``frozen | lora | full`` per part), applied in one place.
 
 Parts: the LLM, each encoder and each connector (keyed by modality). ``lora`` trains only the LoRA adapters of a
-part (the part must have been wrapped by :func:`avlm.lora.apply_lora`; :func:`prepare_for_training` does both).
+part (the part must have been wrapped by :func:`avlm.modeling.lora.apply_lora`; :func:`prepare_for_training` does both).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from avlm.lora import LoRAConfig, apply_lora, get_part, is_lora
+from avlm.modeling.lora import LoRAConfig, apply_lora, get_part, is_lora
 
 Mode = Literal["frozen", "lora", "full"]
 MODES = ("frozen", "lora", "full")
@@ -64,9 +64,9 @@ def set_trainable(model: nn.Module, policy: TrainablePolicy) -> dict[str, int]:
         mode = modes[part]
         if mode == "lora" and not is_lora(module):
             raise ValueError(f"{part} is 'lora' but has no adapters; use prepare_for_training(model, policy, lora) "
-                             "or avlm.lora.apply_lora first")
+                             "or avlm.modeling.lora.apply_lora first")
         if mode != "lora" and is_lora(module):
-            raise ValueError(f"{part} is {mode!r} but has LoRA adapters; merge them (avlm.lora.merge_lora) first")
+            raise ValueError(f"{part} is {mode!r} but has LoRA adapters; merge them (avlm.modeling.lora.merge_lora) first")
         for name, parameter in module.named_parameters():
             parameter.requires_grad_(mode == "full" or (mode == "lora" and "lora_" in name))
         counts[part] = sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -1,18 +1,16 @@
 """Named model presets: ``avlm-tiny`` (CPU tests and smoke runs) and the shape of VideoLLaMA2.1-7B-AV.
 
-``from_name(name, **overrides)`` gives the :class:`~avlm.config.AVLMConfig`; ``media_config(name)`` the processor's
-:class:`~avlm.media.MediaConfig`. ``avlm build OUT --preset NAME`` turns them into a random-init model folder.
+Plain data (no model code): ``AVLMConfig.from_preset(name, **overrides)`` gives the model config,
+``avlm.processing.MediaConfig.from_preset(name)`` the processor's media settings. ``avlm build OUT --preset NAME``
+turns them into a random-init model folder.
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from avlm.config import AVLMConfig
-from avlm.media import MediaConfig
-from avlm.tokenizer import PLACEHOLDER_TOKENS, SPECIAL_TOKENS
+from avlm.constants import PLACEHOLDER_TOKENS, TINY_SPECIAL_TOKENS
 from vision.preprocess import SIGLIP, ImageProcessorConfig
 
 
@@ -21,23 +19,23 @@ class Preset:
     """A named architecture: the model config fields, the media settings and where the tokenizer comes from."""
 
     model: dict[str, Any]
-    """AVLMConfig fields."""
+    """``AVLMConfig`` fields (read by ``AVLMConfig.from_preset``)."""
     media: dict[str, Any]
-    """MediaConfig fields."""
+    """``avlm.processing.MediaConfig`` fields (read by ``MediaConfig.from_preset``)."""
     tokenizer: Literal["tiny", "tiny-avsynth", "llm"]
-    """``"tiny"``: train :func:`avlm.tokenizer.train_tiny_tokenizer`; ``"tiny-avsynth"``: the same with AV-Synth's words
+    """``"tiny"``: train :func:`avlm.processing.tokenizer.train_tiny_tokenizer`; ``"tiny-avsynth"``: the same with AV-Synth's words
     as single tokens (vocabulary of the preset's LLM); ``"llm"``: the LLM checkpoint's own tokenizer."""
     description: str
 
 
-_TINY_IDS = {name: SPECIAL_TOKENS.index(token) for name, token in PLACEHOLDER_TOKENS.items()}  # specials come first
+_TINY_IDS = {name: TINY_SPECIAL_TOKENS.index(token) for name, token in PLACEHOLDER_TOKENS.items()}  # specials come first
 
 _TINY_LLM = {
     "model_type": "qwen2", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
     "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512, "max_position_embeddings": 4096,
     "rope_theta": 1000000.0, "rms_norm_eps": 1e-6, "tie_word_embeddings": True,
-    "bos_token_id": None, "eos_token_id": SPECIAL_TOKENS.index("<|im_end|>"),
-    "pad_token_id": SPECIAL_TOKENS.index("<|endoftext|>"),
+    "bos_token_id": None, "eos_token_id": TINY_SPECIAL_TOKENS.index("<|im_end|>"),
+    "pad_token_id": TINY_SPECIAL_TOKENS.index("<|endoftext|>"),
 }
 _TINY_SIGLIP = {
     "model_type": "siglip_vision_model", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
@@ -137,21 +135,8 @@ PRESETS["avsynth-100m"] = Preset(
 )
 
 
-def _preset(name: str) -> Preset:
+def get_preset(name: str) -> Preset:
+    """The preset called ``name``; an unknown name is an error listing the valid ones."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     return PRESETS[name]
-
-
-def from_name(name: str, **overrides: Any) -> AVLMConfig:
-    """The preset's model config; ``overrides`` replace top-level :class:`AVLMConfig` fields (e.g. ``av_fusion``)."""
-    fields = copy.deepcopy(_preset(name).model)
-    unknown = sorted(set(overrides) - set(fields))
-    if unknown:
-        raise ValueError(f"unknown AVLMConfig fields {unknown} for preset {name!r}; fields: {sorted(fields)}")
-    return AVLMConfig(**{**fields, **overrides})
-
-
-def media_config(name: str, **overrides: Any) -> MediaConfig:
-    """The preset's media settings (``overrides`` replace :class:`MediaConfig` fields)."""
-    return MediaConfig(**{**copy.deepcopy(_preset(name).media), **overrides})

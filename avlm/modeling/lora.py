@@ -140,7 +140,7 @@ def save_adapter(model: nn.Module, folder: str | os.PathLike, config: LoRAConfig
 def read_adapter_meta(folder: str | os.PathLike) -> dict[str, Any]:
     path = Path(folder) / ADAPTER_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: not an avlm adapter folder (written by avlm.lora.save_adapter)")
+        raise FileNotFoundError(f"{path}: not an avlm adapter folder (written by avlm.modeling.lora.save_adapter)")
     return json.loads(path.read_text())
 
 

@@ -19,15 +19,15 @@ Example ``config.json`` (abridged)::
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from transformers import AutoConfig, PreTrainedConfig
 
-MODALITIES = ("video", "audio")  # splice order of an audio-visual sample: video tokens, then audio tokens
-PLACEHOLDERS = ("video", "audio", "image")  # "image" placeholders take the video modality's features
-AV_FUSIONS = ("separate", "concat_at_video")
+from avlm.constants import AV_FUSIONS, MODALITIES, PLACEHOLDERS
+from avlm.modeling.presets import get_preset
 
 
 @dataclass
@@ -66,7 +66,7 @@ class ConnectorSpec:
 
 
 class AVLMConfig(PreTrainedConfig):
-    """Config of :class:`avlm.model.AVLMForCausalLM` (``model_type = "avlm"``).
+    """Config of :class:`avlm.modeling.model.AVLMForCausalLM` (``model_type = "avlm"``).
 
     Fields:
         text_config: the LLM's config (any Hugging Face causal LM; a dict needs its ``model_type``).
@@ -123,6 +123,16 @@ class AVLMConfig(PreTrainedConfig):
         if errors:
             raise ValueError("invalid AVLMConfig: " + "; ".join(errors))
 
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> AVLMConfig:
+        """The model config of the architecture preset ``name`` (:data:`avlm.modeling.presets.PRESETS`);
+        ``overrides`` replace top-level fields (e.g. ``av_fusion``)."""
+        fields = copy.deepcopy(get_preset(name).model)
+        unknown = sorted(set(overrides) - set(fields))
+        if unknown:
+            raise ValueError(f"unknown AVLMConfig fields {unknown} for preset {name!r}; fields: {sorted(fields)}")
+        return cls(**{**fields, **overrides})
+
     @property
     def modalities(self) -> tuple[str, ...]:
         """Modalities with an encoder, in splice order."""
@@ -152,5 +162,3 @@ def _llm_config_from_dict(values: dict[str, Any]) -> PreTrainedConfig:
     values = dict(values)
     return AutoConfig.for_model(values.pop("model_type"), **values)
 
-
-import avlm.model  # noqa: E402, F401 - registers AVLMConfig / AVLMForCausalLM with the Auto classes

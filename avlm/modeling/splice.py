@@ -21,17 +21,20 @@ from dataclasses import dataclass
 
 import torch
 
-IGNORE_INDEX = -100
+from fusion.token_merge import merge_modal_embeddings
 
 
 @dataclass
 class MergedInputs:
-    """What the LLM receives: embeddings [b, L', D], attention_mask [b, L'], position_ids [b, L'], labels or None."""
+    """What the LLM receives: embeddings [b, L', D], attention_mask [b, L'], position_ids [b, L'], labels or None;
+    and, counted from shapes on the host (no device synchronisation), the media items and tokens written."""
 
     inputs_embeds: torch.Tensor
     attention_mask: torch.Tensor
     position_ids: torch.Tensor
     labels: torch.Tensor | None
+    media_items: int = 0
+    media_tokens: int = 0
 
 
 def merge_media(
@@ -59,8 +62,6 @@ def merge_media(
     Returns:
         :class:`MergedInputs`; positions count tokens from 0 at each row's first real token (padding: 1).
     """
-    from fusion.token_merge import merge_modal_embeddings
-
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
     blocks = assign_media(input_ids, placeholder_token_ids, media, sample_index, av_fusion)
@@ -74,8 +75,9 @@ def merge_media(
     text_ids = input_ids.masked_fill(torch.isin(input_ids, placeholders) | (attention_mask == 0), 0)
     merged = merge_modal_embeddings(input_ids, embed(text_ids), segments, placeholder_token_ids, attention_mask,
                                     labels, padding_side=_padding_side(attention_mask, padding_side))
+    items = [item for modality_items in media.values() for item in modality_items]
     return MergedInputs(merged.inputs_embeds, merged.attention_mask.to(attention_mask.dtype), merged.position_ids,
-                        merged.labels)
+                        merged.labels, len(items), sum(item.shape[0] for item in items))
 
 
 def assign_media(

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-IGNORE_INDEX = -100
+from avlm.constants import IGNORE_INDEX
 
 
 def causal_lm_loss(

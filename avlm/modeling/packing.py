@@ -4,7 +4,7 @@ Notation:
     b: batch rows, L': padded length, D: LLM width, T: real tokens of the batch (sum of the rows' lengths),
     l_i: real tokens of row i.
 
-:func:`pack_sequences` takes what :func:`avlm.splice.merge_media` gives (``inputs_embeds [b, L', D]``,
+:func:`pack_sequences` takes what :func:`avlm.modeling.splice.merge_media` gives (``inputs_embeds [b, L', D]``,
 ``attention_mask [b, L']``, ``labels [b, L']``) and returns ``inputs_embeds [1, T, D]``, ``position_ids [1, T]``
 restarting at 0 for every sample, ``labels [1, T]`` and no attention mask. The LLM then attends within each sample
 only:
@@ -21,7 +21,7 @@ created (``use_cache`` defaults to True in most configs, also in training mode),
 each other. ``AVLMForCausalLM.forward(..., pack=True)`` does this.
 
 Rotary positions are the per-sample positions, as in the padded batch (positions count from 0 at each row's first
-real token). Labels: position ``p`` is predicted from ``p - 1`` (:func:`avlm.loss.causal_lm_loss`), so the first
+real token). Labels: position ``p`` is predicted from ``p - 1`` (:func:`avlm.modeling.loss.causal_lm_loss`), so the first
 token of every sample gets ``IGNORE_INDEX``: the last token of sample ``i`` never predicts the first token of sample
 ``i + 1``. In the padded batch that label is never used either (the shift drops a row's first label), so the loss is
 the same sum over the same (prediction, target) pairs.
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import torch
 
-IGNORE_INDEX = -100
+from avlm.constants import IGNORE_INDEX
 
 
 @dataclass
