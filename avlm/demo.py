@@ -23,6 +23,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from avlm.api import load
+from avlm.assets import sample_clip
+from avlm.eval.harness import build_report, evaluate, load_eval_set
+from avlm.inference.requests import Request
+from avlm.synth import SynthConfig, generate
+from avlm.train.loop import train
+from avlm.train.recipe import load_recipe
+
 RECIPE = Path(__file__).parent / "recipes" / "av_joint.yaml"
 TARGETS = {"caption attributes": 0.9, "audio_qa": 0.9, "video_qa": 0.9, "av_qa": 0.8}
 """Held-out accuracy the demo model must reach (issue #7)."""
@@ -55,7 +63,6 @@ class DemoConfig:
     """Questions per generate call in the evaluation."""
     caption_clips: int = 4
     """Held-out clips captioned next to bigbuckbunny.mp4."""
-
     def recipe_overrides(self) -> list[str]:
         """The ``av_joint`` recipe turned into the demo run: the generated data, all but the audio encoder
         trainable, CPU sizes, the decoded clips kept in memory."""
@@ -77,10 +84,6 @@ class DemoConfig:
 
 def run_demo(config: DemoConfig, say: Callable[[str], Any] = print) -> dict[str, Any]:
     """Run the demo (see the module docstring); returns the report also written to ``out/report.json``."""
-    from avlm.api import load
-    from avlm.train.loop import train
-    from avlm.train.recipe import load_recipe
-
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     data = _dataset(config, say)
@@ -134,8 +137,6 @@ def summary_rows(reports: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _dataset(config: DemoConfig, say: Callable[[str], Any]) -> Path:
     """Generate the AV-Synth set, or reuse one generated earlier with the same settings."""
-    from avlm.synth import SynthConfig, generate
-
     data = config.out / "data"
     settings = SynthConfig(n_train=config.n_train, n_test=config.n_test, seed=config.seed)
     manifest = data / "synth.json"
@@ -149,8 +150,6 @@ def _dataset(config: DemoConfig, say: Callable[[str], Any]) -> Path:
 
 def _evaluations(model: Any, data: Path, config: DemoConfig) -> dict[str, dict[str, Any]]:
     """The held-out split, then its audio-visual questions with silence and with black frames."""
-    from avlm.eval.harness import build_report, evaluate, load_eval_set
-
     options = {"batch_size": config.eval_batch_size, "num_workers": 1, "max_new_tokens": 40}
     reports = {}
     for name, tasks, ablate in (("held_out", (), None), ("no_audio", ("av_qa",), "audio"),
@@ -164,9 +163,6 @@ def _evaluations(model: Any, data: Path, config: DemoConfig) -> dict[str, dict[s
 
 def _captions(model: Any, data: Path, config: DemoConfig) -> list[dict[str, Any]]:
     """Captions of the first held-out clips and of the real bigbuckbunny.mp4, also written to captions.jsonl."""
-    from avlm.assets import sample_clip
-    from avlm.inference.requests import Request
-
     clips = sorted((data / "clips").glob("test-*.mp4"))[: config.caption_clips] + [sample_clip("bigbuckbunny")]
     # the question and the media as in AV-Synth's caption records (the whole soundtrack of the clip)
     requests = [Request("Describe the clip.", str(clip), str(clip)) for clip in clips]

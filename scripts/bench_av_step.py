@@ -11,8 +11,9 @@ Baseline (the reference way): all videos through the encoder and connector, all 
 projector, then a per-sample Python loop cutting each prompt at its placeholder and concatenating text and media
 embeddings, a right-padded batch, ``llm(inputs_embeds, attention_mask).logits`` over every position and HF's
 ``ForCausalLMLoss`` (fp32 logits), ``torch.optim.AdamW`` (default implementation).
-avlm: the model's stage methods as ``AVLMForCausalLM.forward`` runs them (``encode_*``, ``connect_*``, vectorised
-``merge``), sequence packing (:mod:`avlm.modeling.packing`; ``--no-pack`` keeps the padded batch), the decoder (attention
+avlm: the model's branches as ``AVLMForCausalLM.forward`` runs them (each branch's encode and connect steps,
+vectorised ``merge``), sequence packing (:mod:`avlm.modeling.packing`; ``--no-pack`` keeps the padded batch), the
+decoder (attention
 ``--attn``: with SDPA a packed row still computes the masked cross-sample blocks, ``flex_attention`` skips them) and
 :func:`avlm.modeling.loss.causal_lm_loss` on the labelled positions only, fused AdamW on CUDA (``--no-fused``), and with
 ``--autocast`` bf16 autocast (peft keeps the LoRA weights in fp32 and would run their matmuls in fp32),

@@ -6,9 +6,10 @@ after ``--warmup`` steps.
 
 Baseline: ``Qwen2ForCausalLM`` + ``peft.get_peft_model`` + ``model(input_ids, labels=labels).loss`` (HF's loss over
 full fp32 logits) + ``torch.optim.AdamW`` (default implementation), HF gradient checkpointing (non-reentrant).
-avlm: the LLM inside ``AVLMForCausalLM`` with ``avlm.modeling.trainable.prepare_for_training`` (LoRA through avlm.modeling.lora), the
-calls of ``avlm.train.stages.TrainingForward`` (``merge`` then ``forward(inputs_embeds, labels)``: the chunked loss on
-the labelled positions only, :mod:`avlm.modeling.loss`), plus the options below, each switchable so gains can be attributed:
+avlm: the LLM inside ``AVLMForCausalLM`` with ``avlm.modeling.trainable.prepare_for_training`` (LoRA through
+avlm.modeling.lora), the calls of ``avlm.train.stages.TrainingForward`` (``embed_multimodal`` then
+``forward(inputs_embeds, labels)``: the chunked loss on the labelled positions only, :mod:`avlm.modeling.loss`), plus
+the options below, each switchable so gains can be attributed:
 
     --hf-loss             avlm path with HF's full-logits loss instead of avlm.modeling.loss
     --no-fused            avlm path with the default (foreach) AdamW instead of fused AdamW

@@ -23,7 +23,7 @@ def _media(seed: int = 1):
 
 
 def _batch(rows, pixels, sounds, side: str) -> dict:
-    """Pad ids and stack media like avlm.data.collate."""
+    """Pad ids and stack media like avlm.processing.collate."""
     longest = max(len(ids) for ids, _, _ in rows)
     input_ids = torch.zeros(len(rows), longest, dtype=torch.long)
     attention_mask = torch.zeros_like(input_ids)

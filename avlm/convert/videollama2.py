@@ -197,8 +197,9 @@ def prompt_ids(tokenizer: PreTrainedTokenizerBase, question: str, modal: str) ->
     return torch.tensor(ids, dtype=torch.long)
 
 
-def videollama2_media_config(folder: str | os.PathLike,
-                             tower_paths: dict[str, str | os.PathLike] | None = None) -> tuple[MediaConfig, dict[str, int]]:
+def videollama2_media_config(
+    folder: str | os.PathLike, tower_paths: dict[str, str | os.PathLike] | None = None,
+) -> tuple[MediaConfig, dict[str, int]]:
     """The processor settings of an official checkpoint: its ``num_frames``, its vision tower's image processor with
     the inference geometry (squash to S x S), the official audio front end; and the negative placeholder ids."""
     checkpoint = Path(folder)

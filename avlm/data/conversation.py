@@ -105,7 +105,8 @@ def build_messages(
     system_prompt: str | None = None,
 ) -> list[dict[str, str]]:
     """Chat messages with every placeholder text removed and the sample's placeholder tokens leading one user turn."""
-    texts = set(PLACEHOLDER_TOKENS.values()) | {placeholder_text(tokenizer, m, i) for m, i in placeholder_token_ids.items()}
+    texts = set(PLACEHOLDER_TOKENS.values())
+    texts |= {placeholder_text(tokenizer, m, i) for m, i in placeholder_token_ids.items()}
     target = next((i for i, turn in enumerate(turns) if any(t in turn["value"] for t in texts)), 0)
     prefix = prompt_prefix(tokenizer, modalities, placeholder_token_ids)
     messages = [] if system_prompt is None else [{"role": "system", "content": system_prompt}]

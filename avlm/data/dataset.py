@@ -26,7 +26,7 @@ MediaLoader = Callable[[Record], Mapping[str, torch.Tensor]]
 
 
 class ConversationDataset(torch.utils.data.Dataset):
-    """Samples ``{"input_ids", "labels", "id", "media_error", "video"?, "audio"?}`` for :func:`avlm.data.collate`.
+    """Samples ``{"input_ids", "labels", "id", "media_error", "video"?, "audio"?}`` for :func:`avlm.processing.collate`.
 
     Args:
         records: validated records (``load_annotations``).

@@ -27,8 +27,11 @@ from typing import Any, Literal
 import torch
 
 from avlm.data.annotations import AnnotationSource, Record, load_annotations
+from avlm.eval.scoring import caption_metrics, normalize_answer, score_answers
 from avlm.inference.requests import Request
 from avlm.processing.tokenizer import PLACEHOLDER_TOKENS
+from avlm.synth import parse_caption
+from vision.container import probe
 
 Ablation = Literal["audio", "video"]
 _PLACEHOLDER = re.compile("|".join(re.escape(token) for token in PLACEHOLDER_TOKENS.values()))
@@ -100,9 +103,6 @@ def build_report(evaluation: EvalSet, answers: dict[str, dict[str, Any]], **head
         answers: id -> ``{"prediction": text}`` or ``{"error": message}`` (the answers file's rows).
         header: fields put first in the report (model, data, ablate, seconds, ...).
     """
-    from avlm.eval.scoring import caption_metrics, score_answers
-    from avlm.synth import parse_caption
-
     predictions = {key: row["prediction"] for key, row in answers.items() if "prediction" in row}
     scores = score_answers(predictions, evaluation.references, parse_caption)
     captions = {row["id"]: [row["answer"]] for row in evaluation.references if row["task"] == "caption"}
@@ -127,8 +127,6 @@ def evaluate(model: Any, evaluation: EvalSet, **options: Any) -> dict[str, dict[
 
 def chance_levels(references: Sequence[dict[str, Any]]) -> dict[str, float]:
     """Per ``task/kind``: 1 / (distinct normalised reference answers), the accuracy of guessing uniformly."""
-    from avlm.eval.scoring import normalize_answer
-
     answers: dict[str, set[str]] = defaultdict(set)
     for row in references:
         if not row.get("attributes"):
@@ -155,8 +153,6 @@ def _request(record: Record, question: str, ablate: Ablation | None, num_frames:
 
 
 def _duration(path: Path) -> float:
-    from vision.container import probe
-
     info = probe(path)
     seconds = info.audio.duration if info.audio is not None else info.duration
     if not seconds == seconds or seconds <= 0:  # NaN: the container does not say

@@ -43,7 +43,7 @@ class Prepared:
     Attributes:
         index: position of the request in the job's list.
         sample: ``{"input_ids" [L], "labels" [L], "id", "media_error", "video"? [t, 3, S, S], "audio"? [f, m]}``
-            (:func:`avlm.data.collate`'s input), None on error.
+            (:func:`avlm.processing.collate`'s input), None on error.
         error: what went wrong (names the file), None on success.
         num_frames: frames given to the model (0 without video).
         has_audio: whether the sample carries audio.

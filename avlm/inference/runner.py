@@ -69,8 +69,9 @@ def default_batch_size(device: torch.device | str) -> int:
     return 4 if torch.device(device).type == "cpu" else 16
 
 
-def run_requests(model: AVLMForCausalLM, processor: Processor, requests: Sequence[Request], *, batch_size: int, num_workers: int,
-                 generate_kwargs: dict[str, Any], sort_window: int | None = None) -> Iterator[list[Result]]:
+def run_requests(model: AVLMForCausalLM, processor: Processor, requests: Sequence[Request], *, batch_size: int,
+                 num_workers: int, generate_kwargs: dict[str, Any],
+                 sort_window: int | None = None) -> Iterator[list[Result]]:
     """Prepare and answer ``requests``; yields the results of each finished batch (or of each failed request).
 
     Args:

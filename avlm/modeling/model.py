@@ -8,7 +8,7 @@ Notation:
 The forward path reads as stages: ``encode`` (all frames of the batch through the vision encoder in one call, audio
 clips in one call per distinct length) -> ``connect`` (connectors to LLM tokens) -> ``merge`` (media tokens
 written at their placeholders, :mod:`avlm.modeling.splice`) -> ``llm``. Rows of one batch may be video-only, audio-only,
-audio-visual or text-only. Media inputs use the collator's layout (:func:`avlm.data.collate`)::
+audio-visual or text-only. Media inputs use the collator's layout (:func:`avlm.processing.collate`)::
 
     video_pixels        [b_v, t_max, 3, H, W]  frames, zero-padded after each video's frame count
     video_frame_counts  [b_v]                  real frames per video (None: all t_max)
@@ -85,7 +85,8 @@ class AVLMForCausalLM(PreTrainedModel, GenerationMixin):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *model_args: Any,
                         **kwargs: Any) -> AVLMForCausalLM:
-        """Load a local avlm folder (``config.json`` + safetensors) strictly; see :func:`avlm.modeling.serialization.load_model`.
+        """Load a local avlm folder (``config.json`` + safetensors) strictly; see
+        :func:`avlm.modeling.serialization.load_model`. Official VideoLLaMA2 folders: ``avlm.assembly.load_model``.
 
         Keyword arguments: ``config``, ``dtype`` (``"auto"``: as saved), ``device``, ``attn_implementation``.
         """
@@ -209,8 +210,8 @@ class AVLMForCausalLM(PreTrainedModel, GenerationMixin):
         ``[b, L', vocab]`` fp32 logits of Hugging Face's loss are never built (same value up to float summation
         order). LLMs whose head is more than a projection (logit soft-capping or scaling) use the LLM's own loss.
 
-        ``pack=True`` runs the LLM on one row of the real tokens only (:func:`avlm.modeling.packing.pack_sequences`: positions
-        restart per sample, no padding FLOPs; same loss). Logits, if asked for, are then ``[1, T, vocab]``.
+        ``pack=True`` runs the LLM on one row of the real tokens only (:func:`avlm.modeling.packing.pack_sequences`:
+        positions restart per sample, no padding FLOPs; same loss). Logits, if asked for, are then ``[1, T, vocab]``.
         """
         if inputs_embeds is None:
             merged = self.embed_multimodal(input_ids, attention_mask, labels, video_pixels=video_pixels,

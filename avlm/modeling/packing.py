@@ -21,10 +21,10 @@ created (``use_cache`` defaults to True in most configs, also in training mode),
 each other. ``AVLMForCausalLM.forward(..., pack=True)`` does this.
 
 Rotary positions are the per-sample positions, as in the padded batch (positions count from 0 at each row's first
-real token). Labels: position ``p`` is predicted from ``p - 1`` (:func:`avlm.modeling.loss.causal_lm_loss`), so the first
-token of every sample gets ``IGNORE_INDEX``: the last token of sample ``i`` never predicts the first token of sample
-``i + 1``. In the padded batch that label is never used either (the shift drops a row's first label), so the loss is
-the same sum over the same (prediction, target) pairs.
+real token). Labels: position ``p`` is predicted from ``p - 1`` (:func:`avlm.modeling.loss.causal_lm_loss`), so the
+first token of every sample gets ``IGNORE_INDEX``: the last token of sample ``i`` never predicts the first token of
+sample ``i + 1``. In the padded batch that label is never used either (the shift drops a row's first label), so the
+loss is the same sum over the same (prediction, target) pairs.
 """
 
 from __future__ import annotations

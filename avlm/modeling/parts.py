@@ -1,4 +1,5 @@
-"""Turn the specs of an :class:`~avlm.modeling.configuration.AVLMConfig` into modules through the registries, and modules into specs.
+"""Turn the specs of an :class:`~avlm.modeling.configuration.AVLMConfig` into modules through the registries, and
+modules into specs.
 
 ``vision.VISION_ENCODERS`` serves the ``video`` modality, ``audio.AUDIO_ENCODERS`` the ``audio`` modality and
 ``fusion.CONNECTORS`` both connectors. Encoder configs are stored as dicts: a transformers config carries its

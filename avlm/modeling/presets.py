@@ -23,12 +23,14 @@ class Preset:
     media: dict[str, Any]
     """``avlm.processing.MediaConfig`` fields (read by ``MediaConfig.from_preset``)."""
     tokenizer: Literal["tiny", "tiny-avsynth", "llm"]
-    """``"tiny"``: train :func:`avlm.processing.tokenizer.train_tiny_tokenizer`; ``"tiny-avsynth"``: the same with AV-Synth's words
-    as single tokens (vocabulary of the preset's LLM); ``"llm"``: the LLM checkpoint's own tokenizer."""
+    """``"tiny"``: train :func:`avlm.processing.tokenizer.train_tiny_tokenizer`; ``"tiny-avsynth"``: the same with
+    AV-Synth's words as single tokens (vocabulary of the preset's LLM; ``avlm.synth.tokenizer.tokenizer_for_preset``);
+    ``"llm"``: the LLM checkpoint's own tokenizer."""
     description: str
 
 
-_TINY_IDS = {name: TINY_SPECIAL_TOKENS.index(token) for name, token in PLACEHOLDER_TOKENS.items()}  # specials come first
+# The tiny tokenizer's special tokens come first, so their ids are their positions.
+_TINY_IDS = {name: TINY_SPECIAL_TOKENS.index(token) for name, token in PLACEHOLDER_TOKENS.items()}
 
 _TINY_LLM = {
     "model_type": "qwen2", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,

@@ -45,8 +45,9 @@ def save_model(model: Any, folder: str | os.PathLike, max_shard_size: int | str 
     state = dict(state_dict if state_dict is not None else model.state_dict())
     adapters = [key for key in state if "lora_" in key]
     if adapters:
-        raise ValueError(f"the model has LoRA adapters ({adapters[0]}, ...): save them with avlm.modeling.lora.save_adapter, "
-                         "or merge them (avlm.modeling.lora.merge_lora) before save_pretrained")
+        raise ValueError(f"the model has LoRA adapters ({adapters[0]}, ...): save them with "
+                         "avlm.modeling.lora.save_adapter, or merge them (avlm.modeling.lora.merge_lora) before "
+                         "save_pretrained")
     for target in model.all_tied_weights_keys:
         state.pop(target, None)
     seen: set[int] = set()

@@ -66,7 +66,8 @@ def set_trainable(model: nn.Module, policy: TrainablePolicy) -> dict[str, int]:
             raise ValueError(f"{part} is 'lora' but has no adapters; use prepare_for_training(model, policy, lora) "
                              "or avlm.modeling.lora.apply_lora first")
         if mode != "lora" and is_lora(module):
-            raise ValueError(f"{part} is {mode!r} but has LoRA adapters; merge them (avlm.modeling.lora.merge_lora) first")
+            raise ValueError(f"{part} is {mode!r} but has LoRA adapters; merge them (avlm.modeling.lora.merge_lora) "
+                             "first")
         for name, parameter in module.named_parameters():
             parameter.requires_grad_(mode == "full" or (mode == "lora" and "lora_" in name))
         counts[part] = sum(p.numel() for p in module.parameters() if p.requires_grad)

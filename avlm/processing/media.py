@@ -15,9 +15,14 @@ from typing import Any, Literal
 
 import torch
 
+from audio import AudioClip, load_audio
+from audio.features import beats_fbank, whisper_log_mel
+from audio.videollama2_preset import audio_file_fbank, audio_from_video_fbank
 from avlm.constants import IMAGE_SUFFIXES
 from avlm.modeling.presets import get_preset
+from vision import VideoClip, load_image, load_video, preprocess_frames
 from vision.preprocess import SIGLIP, ImageProcessorConfig
+from vision.videollama2_preset import load_videollama2_video, videollama2_pixel_values
 
 HOP = 160  # samples per feature frame at 16 kHz (10 ms), fbank and Whisper alike
 
@@ -50,7 +55,6 @@ class MediaConfig:
     preprocessing: Literal["avlm", "videollama2"] = "avlm"
     """``"videollama2"``: the official VideoLLaMA2 preprocessing, for its checkpoints (frame rule and black padding;
     audio of a video as 8 clips of 2 s zero-padded to 30 s; audio files: first channel; bfloat16-rounded fbank)."""
-
     def __post_init__(self) -> None:
         if isinstance(self.image_processor, dict):
             self.image_processor = ImageProcessorConfig(**{k: tuple(v) if isinstance(v, list) else v
@@ -101,8 +105,6 @@ class MediaConfig:
 def load_video_frames(video: Any, config: MediaConfig) -> tuple[torch.Tensor, tuple[float, float] | None]:
     """Video path / image path / ``VideoClip`` / uint8 ``[t, h, w, 3]`` -> pixels ``[t', 3, S, S]`` and the time span
     ``(start, end)`` the frames cover in their file (None for images and raw frames)."""
-    from vision import VideoClip, load_image, load_video, preprocess_frames
-
     if config.preprocessing == "videollama2":
         return _videollama2_frames(video, config)
     span = None
@@ -128,8 +130,6 @@ def load_audio_features(audio: Any, config: MediaConfig, span: tuple[float, floa
 
     ``span``: read only this ``(start, end)`` of a file (the frames' span when audio and video share a file).
     """
-    from audio import AudioClip, load_audio
-
     if config.preprocessing == "videollama2":
         return _videollama2_audio(audio, from_video=span is not None)
     if isinstance(audio, (str, os.PathLike)):
@@ -151,8 +151,6 @@ def load_audio_features(audio: Any, config: MediaConfig, span: tuple[float, floa
 
 def _features(waveform: torch.Tensor, config: MediaConfig, longest: int) -> torch.Tensor:
     """[n] -> [f, m]."""
-    from audio.features import beats_fbank, whisper_log_mel
-
     if config.audio_features == "fbank":
         return beats_fbank(waveform[None], config.sample_rate)[0]
     mel = whisper_log_mel(waveform[None], config.sample_rate, n_mels=config.n_mels, num_samples=longest)[0]
@@ -162,9 +160,6 @@ def _features(waveform: torch.Tensor, config: MediaConfig, longest: int) -> torc
 
 def _videollama2_frames(video: Any, config: MediaConfig) -> tuple[torch.Tensor, tuple[float, float] | None]:
     """The official ``process_video`` / ``process_image`` (inference geometry); an image is repeated to num_frames."""
-    from vision import VideoClip, load_image
-    from vision.videollama2_preset import load_videollama2_video, videollama2_pixel_values
-
     if isinstance(video, (str, os.PathLike)) and Path(video).suffix.lower() not in IMAGE_SUFFIXES:
         pixels, clip = load_videollama2_video(video, config.image_processor, config.num_frames,
                                               backend=config.video_backend)
@@ -180,9 +175,6 @@ def _videollama2_frames(video: Any, config: MediaConfig) -> tuple[torch.Tensor, 
 
 def _videollama2_audio(audio: Any, from_video: bool) -> torch.Tensor:
     """The official audio front end -> [2998, 128] (float32 values of the bfloat16 fbank)."""
-    from audio import AudioClip, load_audio
-    from audio.videollama2_preset import audio_file_fbank, audio_from_video_fbank
-
     if isinstance(audio, (str, os.PathLike)):
         audio = load_audio(audio, sample_rate=16000, mono=from_video)  # the whole soundtrack, as the reference
     waveform = audio.waveform if isinstance(audio, AudioClip) else audio

@@ -10,7 +10,7 @@ over the same time span as its frames; features are the Kaldi fbank of BEATs (``
 (``[f, m]``), one row per 10 ms.
 Text: the user's question. The prompt is the tokenizer's chat template with the placeholders leading the user turn
 (``"<video><audio>\\nquestion"``, the data side's layout; with ``av_fusion="concat_at_video"`` only ``<video>``).
-The batch has the collator's layout (:func:`avlm.data.collate`), left-padded for generation by default.
+The batch has the collator's layout (:func:`avlm.processing.collate`), left-padded for generation by default.
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from audio.features import num_fbank_frames
 from avlm.processing.media import HOP, IMAGE_SUFFIXES, MediaConfig
+from vision.container import probe
 
 
 class MediaTokenCounter:
@@ -46,8 +48,6 @@ class MediaTokenCounter:
         return counts
 
     def _frames(self, path: Any) -> tuple[int, float | None]:
-        from vision.container import probe
-
         if str(path).lower().endswith(tuple(IMAGE_SUFFIXES)):
             return self.media.image_frames, None
         info = probe(path)
@@ -62,8 +62,6 @@ class MediaTokenCounter:
         return max(1, min(wanted, available)), duration
 
     def _audio_seconds(self, path: Any, span: float | None) -> float:
-        from vision.container import probe
-
         if span is not None and not math.isnan(span):
             return span
         info = probe(path)
@@ -73,8 +71,6 @@ class MediaTokenCounter:
 
     def _audio_frames(self, seconds: float) -> int:
         """Feature frames of ``seconds`` of audio after the loader's cut to max_audio_seconds and padding."""
-        from audio.features import num_fbank_frames
-
         samples = round(min(seconds, self.media.max_audio_seconds) * self.media.sample_rate)
         samples = max(samples, (self.media.min_audio_frames - 1) * HOP + 400)
         if self.media.audio_features == "fbank":

@@ -10,22 +10,21 @@ from typing import Any
 
 from torch import nn
 
+from avlm.modeling.lora import merge_lora, save_adapter
 from avlm.train.checkpoints import _fsync_dir, _fsync_tree, load_trainables
 from avlm.train.recipe import Recipe
+from avlm.train.setup import prepare_model
 
 
 def write_final(recipe: Recipe, accelerator: Any, wrapped: nn.Module, model: nn.Module, processor: Any,
                 sharded: bool) -> Path:
     """Write ``final/`` (main process; all processes call this). With ``train.merge_lora`` false the unmerged
     adapters are kept in ``final/adapter`` too (``avlm merge-lora`` can fold them later)."""
-    from avlm.modeling.lora import merge_lora, save_adapter
-
     out = Path(recipe.train.output_dir)
     final, temp = out / "final", out / ".tmp-final"
     if sharded:  # parameters are sharded: gather a full state dict, then fill a fresh CPU copy of the model
         state = accelerator.get_state_dict(wrapped)
         if accelerator.is_main_process:
-            from avlm.train.setup import prepare_model
 
             model, _, _ = prepare_model(recipe)
             trainable = {name for name, value in model.named_parameters() if value.requires_grad}

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from avlm.modeling.presets import PRESETS
 from avlm.train.checkpoints import (
     find_resume_checkpoint,
     list_checkpoints,
@@ -209,8 +210,6 @@ def _train_steps(run: _Run, stop_at: int | None) -> list[float]:
 
 
 def _check(recipe: Recipe) -> None:
-    from avlm.modeling.presets import PRESETS
-
     uses_lora = any(mode == "lora" for _, mode in recipe.trainable.items())
     if uses_lora and not recipe.train.merge_lora and recipe.model in PRESETS:
         raise ValueError(f"train.merge_lora=false keeps the adapters apart, which needs a base model folder, but "

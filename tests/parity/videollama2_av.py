@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from avlm.convert.videollama2 import PLACEHOLDER_IDS, prompt_ids
 from avlm.assembly import load_model
+from avlm.convert.videollama2 import PLACEHOLDER_IDS, prompt_ids
 from parity.common import assert_close, load_io
 
 MODALS = {value: key for key, value in PLACEHOLDER_IDS.items()}
