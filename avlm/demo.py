@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from avlm.api import load
+from avlm.api import AVLM, load
 from avlm.assets import sample_clip
 from avlm.eval.harness import build_report, evaluate, load_eval_set
 from avlm.inference.requests import Request
@@ -148,7 +148,7 @@ def _dataset(config: DemoConfig, say: Callable[[str], Any]) -> Path:
     return data
 
 
-def _evaluations(model: Any, data: Path, config: DemoConfig) -> dict[str, dict[str, Any]]:
+def _evaluations(model: AVLM, data: Path, config: DemoConfig) -> dict[str, dict[str, Any]]:
     """The held-out split, then its audio-visual questions with silence and with black frames."""
     options = {"batch_size": config.eval_batch_size, "num_workers": 1, "max_new_tokens": 40}
     reports = {}
@@ -161,7 +161,7 @@ def _evaluations(model: Any, data: Path, config: DemoConfig) -> dict[str, dict[s
     return reports
 
 
-def _captions(model: Any, data: Path, config: DemoConfig) -> list[dict[str, Any]]:
+def _captions(model: AVLM, data: Path, config: DemoConfig) -> list[dict[str, Any]]:
     """Captions of the first held-out clips and of the real bigbuckbunny.mp4, also written to captions.jsonl."""
     clips = sorted((data / "clips").glob("test-*.mp4"))[: config.caption_clips] + [sample_clip("bigbuckbunny")]
     # the question and the media as in AV-Synth's caption records (the whole soundtrack of the clip)

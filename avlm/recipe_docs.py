@@ -1,4 +1,4 @@
-"""Field help for config dataclasses, read from their source: attribute docstrings or trailing ``#`` comments.
+"""What recipes say about themselves: field help for config dataclasses, and the shipped recipes by name.
 
 House style: every config field documents itself, and that text doubles as ``--help``::
 
@@ -7,20 +7,30 @@ House style: every config field documents itself, and that text doubles as ``--h
         lr: float = 2e-5  # peak learning rate
         warmup_ratio: float = 0.03
         '''Fraction of the steps spent warming up linearly from 0 to ``lr``.'''
+
+The shipped recipes are package data (``avlm/recipes/*.yaml``), read through :mod:`importlib.resources` so that
+``avlm train finetune_lora`` works from a plain ``pip install`` as well as from a clone. Each file starts with
+``# <name>: <one-line purpose>``, which ``avlm train --list-recipes`` prints.
 """
 
 from __future__ import annotations
 
 import ast
 import dataclasses
+import importlib.resources
 import inspect
 import io
+import os
 import textwrap
 import tokenize
 import types
 import typing
 from collections.abc import Mapping
+from importlib.resources.abc import Traversable
+from pathlib import Path
 from typing import Any
+
+RECIPE_SUFFIX = ".yaml"
 
 
 def describe(cls: type, prefix: str = "") -> dict[str, str]:
@@ -83,3 +93,49 @@ def _field_docs(cls: type) -> dict[str, str]:
             elif statement.end_lineno in comments:
                 docs[statement.target.id] = comments[statement.end_lineno]
     return docs
+
+
+def shipped_recipes() -> dict[str, str]:
+    """Name -> one-line purpose of every shipped recipe, sorted by name. The purpose is the file's first comment
+    paragraph (up to the first empty ``#`` line) without its ``<name>:`` prefix."""
+    recipes = {}
+    for entry in sorted(shipped_folder().iterdir(), key=lambda entry: entry.name):
+        if entry.name.endswith(RECIPE_SUFFIX):
+            name = entry.name.removesuffix(RECIPE_SUFFIX)
+            recipes[name] = _purpose(name, entry.read_text(encoding="utf-8"))
+    return recipes
+
+
+def find_recipe(recipe: str | os.PathLike) -> Path | Traversable:
+    """The recipe file ``recipe`` names: an existing file, or else the shipped recipe of that name (``finetune_lora``
+    or ``finetune_lora.yaml``, without a folder). A file of one's own wins over a shipped recipe of the same name.
+
+    Raises:
+        FileNotFoundError: neither a file nor a shipped recipe; the message lists the shipped names.
+    """
+    path = Path(recipe)
+    if path.exists():  # a file of one's own (or /dev/null: the defaults); a folder fails when it is read
+        return path
+    name = path.name.removesuffix(RECIPE_SUFFIX)
+    shipped = shipped_folder() / f"{name}{RECIPE_SUFFIX}"
+    if path.parent == Path(".") and shipped.is_file():
+        return shipped
+    names = ", ".join(shipped_recipes())
+    hint = f" (a shipped recipe is named without a folder: {name})" if shipped.is_file() else ""
+    raise FileNotFoundError(f"recipe {os.fspath(recipe)!r}: no such file, and not the name of a shipped "
+                            f"recipe{hint}; shipped recipes: {names} (avlm train --list-recipes)")
+
+
+def shipped_folder() -> Traversable:
+    """The folder of the shipped recipes, ``avlm/recipes`` inside the installed package."""
+    return importlib.resources.files("avlm").joinpath("recipes")
+
+
+def _purpose(name: str, text: str) -> str:
+    lines = []
+    for line in text.splitlines():
+        words = line.removeprefix("#").strip()
+        if not line.startswith("#") or not words:
+            break
+        lines.append(words)
+    return " ".join(lines).removeprefix(f"{name}:").strip()

@@ -8,6 +8,7 @@ from torch import nn
 from fusion.bt_adapter import BTAdapter
 from fusion.ccam import CCAMProjector
 from fusion.memory_bank import MemoryBank, mbc_compress
+from fusion.memory_bank_connector import MemoryBankConnector
 from fusion.mlp import MLPProjector
 from fusion.pool import LinearConnector, SpatialPoolConnector
 from fusion.stc import STCConnector, STCConnectorV35
@@ -21,6 +22,7 @@ CONNECTORS: dict[str, type] = {
     "spatial_pool": SpatialPoolConnector,
     "linear": LinearConnector,
     "ccam": CCAMProjector,
+    "memory_bank": MemoryBankConnector,
 }
 
 
@@ -44,5 +46,6 @@ def build_connector(name: str, input_dim: int, output_dim: int, **options: Any) 
     return CONNECTORS[name](input_dim, output_dim, **options)
 
 
-__all__ = ["CONNECTORS", "build_connector", "CCAMProjector", "BTAdapter", "MemoryBank", "mbc_compress", "MLPProjector",
-           "LinearConnector", "SpatialPoolConnector", "STCConnector", "STCConnectorV35", "merge_modal_embeddings"]
+__all__ = ["CONNECTORS", "build_connector", "CCAMProjector", "BTAdapter", "MemoryBank", "MemoryBankConnector",
+           "mbc_compress", "MLPProjector", "LinearConnector", "SpatialPoolConnector", "STCConnector", "STCConnectorV35",
+           "merge_modal_embeddings"]

@@ -200,7 +200,8 @@ class BTAdapter(nn.Module):
             branch = spatial(temporal(branch, frames), frames)
         last = hidden[-1]
         w1 = self._gate(self.output_gate, self.output_scale)
-        frame_cls = self.clip_vision.post_layernorm(self._blend(branch[:, :1], last[:, :, 0], w1))
+        # .to(last.dtype): a trained branch may stay float32 while the frozen CLIP is stored in bfloat16.
+        frame_cls = self.clip_vision.post_layernorm(self._blend(branch[:, :1], last[:, :, 0], w1).to(last.dtype))
         frame_tokens = None
         if patch_mask is None:
             branch_patches = rearrange(branch[:, 1:], "b (n t) d -> b t n d", t=frames)

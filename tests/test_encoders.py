@@ -52,10 +52,12 @@ def test_vision_encoder_interface(name: str, dtype: torch.dtype) -> None:
     assert tokens.dtype == dtype
     assert torch.isfinite(tokens).all()
     assert tokens.float().std() > 0
-    # Frames are encoded independently: one frame alone gives the same tokens as inside the batch.
-    single = encoder(pixel_values[1:2, 2:3])
-    tolerance = 1e-5 if dtype == torch.float32 else 5e-2
-    torch.testing.assert_close(single[0, 0], tokens[1, 2], atol=tolerance, rtol=tolerance)
+    # Frames are encoded independently: one frame alone gives the same tokens as inside the batch (not for an
+    # encoder that mixes the frames of a video by design, BT-Adapter: tests/test_temporal_parts.py covers it).
+    if not getattr(encoder, "mixes_frames", False):
+        single = encoder(pixel_values[1:2, 2:3])
+        tolerance = 1e-5 if dtype == torch.float32 else 5e-2
+        torch.testing.assert_close(single[0, 0], tokens[1, 2], atol=tolerance, rtol=tolerance)
     assert_backward(encoder, pixel_values[:1, :2], encoder)
 
 

@@ -107,11 +107,12 @@ def test_vision_tower_rejects_wrong_inputs(tmp_path):
     save_full_model(tmp_path, "CLIPModel", "CLIPConfig", CLIPVisionEncoder.tiny().config)
     with pytest.raises(ValueError, match="model_type is 'clip'"):
         SiglipVisionEncoder.from_pretrained(tmp_path)
-    with pytest.raises(ValueError, match=r"unknown vision encoder 'dino'; choose one of \['clip', 'siglip'\]"):
+    with pytest.raises(ValueError,
+                       match=r"unknown vision encoder 'dino'; choose one of \['bt_adapter_clip', 'clip', 'siglip'\]"):
         build_vision_encoder("dino", path=tmp_path)
     with pytest.raises(ValueError, match="exactly one of path"):
         build_vision_encoder("clip")
-    assert sorted(VISION_ENCODERS) == ["clip", "siglip"]
+    assert sorted(VISION_ENCODERS) == ["bt_adapter_clip", "clip", "siglip"]
 
 
 def test_siglip_fixture_folder_reproduces_videollama2_features():

@@ -10,13 +10,14 @@ import torch
 
 from vision.container import MediaError, MediaInfo, probe
 from vision.decode import VideoClip, load_image, load_video
-from vision.encoders import CLIPVisionEncoder, SiglipVisionEncoder
+from vision.encoders import BTAdapterVisionEncoder, CLIPVisionEncoder, SiglipVisionEncoder
 from vision.preprocess import CLIP, SIGLIP, ImageProcessorConfig, preprocess_frames
 
 # Registry of vision encoders: name -> class. One line per entry; see build_vision_encoder.
 VISION_ENCODERS: dict[str, type] = {
     "siglip": SiglipVisionEncoder,
     "clip": CLIPVisionEncoder,
+    "bt_adapter_clip": BTAdapterVisionEncoder,  # frozen CLIP + BT-Adapter's temporal branch (mixes frames)
 }
 
 
@@ -26,7 +27,7 @@ def build_vision_encoder(
     """Build a registered vision encoder from a local checkpoint folder or from a config (random init).
 
     Args:
-        name: registry key of ``VISION_ENCODERS`` ("siglip", "clip").
+        name: registry key of ``VISION_ENCODERS`` ("siglip", "clip", "bt_adapter_clip").
         path: local checkpoint folder, loaded strictly with ``from_pretrained``.
         config: transformers config for a random-init encoder (``from_config``); give exactly one of path and config.
         **options: encoder options (``select_layer``, ``chunk_size``, ``attn_implementation``, ``frozen``).

@@ -18,7 +18,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from avlm.inference.options import add_model_arguments
+from avlm.commands._model_arguments import add_model_arguments
+from avlm.commands._ray_arguments import add_ray_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,10 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     many.add_argument("--retry-errors", action="store_true",
                       help="remove the error lines of an earlier run from the output first, so they are retried")
     add_model_arguments(parser)
+    add_ray_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not at the top, to keep `avlm --help` light (no torch/transformers).
     from avlm.inference.options import generate_kwargs, load_from_args, num_workers_and_threads
+    from avlm.inference.requests import AUTO
 
     if (args.question is None) == (args.questions is None):
         raise ValueError("give either --question (with --video and/or --audio) or --questions FILE --output FILE")
@@ -43,8 +47,8 @@ def run(args: argparse.Namespace) -> int:
     if args.question is not None:
         if args.video is None and args.audio is None or args.output is not None:
             raise ValueError("--question takes --video and/or --audio (and no --output; the answer is printed)")
-        from avlm.inference.requests import AUTO
-
+        if args.ray or args.plan:
+            raise ValueError("--ray and --plan run a file of questions: give --questions FILE --output FILE")
         audio = None if args.no_audio else args.audio if args.audio is not None else AUTO
         model = load_from_args(args)
         if args.threads is not None:
@@ -57,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_file(args: argparse.Namespace, kwargs: dict) -> int:
+    # Imported here, not at the top, to keep `avlm --help` light (no torch/transformers).
     import torch
 
     from avlm.inference import ResultWriter
@@ -74,11 +79,20 @@ def _run_file(args: argparse.Namespace, kwargs: dict) -> int:
         if all(key in writer.done for key in keys):
             print(f"all {len(keys)} questions are already in {args.output}; nothing to do")
             return 0
-        model = load_from_args(args) if questions.requests else None
-        device = model.device if model else torch.device("cpu")
-        summary = run_job(model, writer, questions.requests, questions.records, "answer",
-                          batch_size=args.batch_size or default_batch_size(device),
-                          num_workers=num_workers_and_threads(args, device), generate_kwargs=kwargs,
-                          failed=questions.failed, unit="questions")
+        if args.ray or args.plan:
+            # Imported here: Ray is an optional extra (pip install "avlm[ray]"), needed only with these options.
+            from avlm.scale.options import run_scaled
+
+            summary = run_scaled(args, writer, questions.requests, questions.records, "answer", kwargs,
+                                 failed=questions.failed, unit="questions")
+            if summary is None:  # --plan printed its projection
+                return 0
+        else:
+            model = load_from_args(args) if questions.requests else None
+            device = model.device if model else torch.device("cpu")
+            summary = run_job(model, writer, questions.requests, questions.records, "answer",
+                              batch_size=args.batch_size or default_batch_size(device),
+                              num_workers=num_workers_and_threads(args, device), generate_kwargs=kwargs,
+                              failed=questions.failed, unit="questions")
     print_summary(summary, str(args.output), "questions")
     return summary.exit_code

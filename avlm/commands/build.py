@@ -14,6 +14,7 @@ it loads with ``AVLMForCausalLM.from_pretrained`` / ``avlm.Processor.from_pretra
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 
@@ -38,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not at the top, to keep `avlm --help` light (no torch/transformers).
     from avlm.assembly import build_model
     from avlm.synth.tokenizer import tokenizer_for_preset
 
@@ -45,17 +47,16 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("avlm build: give --preset NAME, or the parts (--llm, --vision and/or --audio, connectors)")
     options = None
     if args.connector_options is not None:
-        import json
-
         try:
             options = json.loads(args.connector_options)
         except json.JSONDecodeError as error:
             raise SystemExit(f"avlm build: --connector-options is not JSON ({error}): {args.connector_options!r}")
         if not isinstance(options, dict):
             raise SystemExit(f"avlm build: --connector-options must be a JSON object, got {args.connector_options!r}")
+    tokenizer = tokenizer_for_preset(args.preset) if args.preset and not args.llm else None
     model, processor = build_model(args.preset, args.llm, args.vision, args.audio, args.connector,
                                    args.audio_connector, args.av_fusion, args.seed, connector_options=options,
-                                   tokenizer=tokenizer_for_preset(args.preset) if args.preset and not args.llm else None)
+                                   tokenizer=tokenizer)
     model.save_pretrained(args.out_dir)
     processor.save_pretrained(args.out_dir)
     for part, module in [("llm", model.llm), *model.encoders.items(), *(

@@ -2,8 +2,10 @@
 
 Examples::
 
-    avlm check avlm/recipes/av_joint.yaml model=runs/av7b data.data_root=/datasets/av
+    avlm check av_joint model=runs/av7b data.data_root=/datasets/av    # a shipped recipe, by name
     avlm check my_recipe.yaml --rows 0                 # totals and the truncated samples only
+
+RECIPE is a YAML file, or, when no such file exists, the name of a shipped recipe (``avlm train --list-recipes``).
 
 Checks the recipe (unknown keys and bad values, all at once), the trainable policy against the model, and every
 annotation record (missing media files, unknown keys, placeholders without media and media without placeholders,
@@ -21,13 +23,14 @@ from typing import Any
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("recipe", type=Path, help="recipe YAML")
+    parser.add_argument("recipe", metavar="RECIPE", help="recipe YAML, or the name of a shipped recipe")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, as for avlm train")
     parser.add_argument("--rows", type=int, default=50,
                         help="per-sample rows to print, longest first (0: totals and truncated samples only)")
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not at the top, to keep `avlm --help` light (no torch/transformers).
     from rich.console import Console
 
     from avlm.data.annotations import AnnotationError, load_annotations
@@ -65,25 +68,23 @@ def run(args: argparse.Namespace) -> int:
 
 def _model_on_meta(source: str, seed: int) -> tuple[Any, Any]:
     """The model's structure without its weights (token counts and part names), and its processor."""
+    # Imported here, not at the top, to keep `avlm --help` light (no torch/transformers).
     import torch
 
+    from avlm.assembly import build_model
+    from avlm.modeling.configuration import AVLMConfig
+    from avlm.modeling.model import AVLMForCausalLM
     from avlm.modeling.presets import PRESETS
-
-    if source in PRESETS:
-        from avlm.assembly import build_model
-        from avlm.synth.tokenizer import tokenizer_for_preset
-
-        with torch.device("meta"):
-            return build_model(source, seed=seed, tokenizer=tokenizer_for_preset(source))
+    from avlm.processing.processor import Processor
+    from avlm.synth.tokenizer import tokenizer_for_preset
     from avlm.train.setup import load_model
 
+    if source in PRESETS:
+        with torch.device("meta"):
+            return build_model(source, seed=seed, tokenizer=tokenizer_for_preset(source))
     folder = Path(source)
     if not (folder / "config.json").is_file():
         return load_model(source, seed)  # raises the error that names the choices
-    from avlm.modeling.configuration import AVLMConfig
-    from avlm.modeling.model import AVLMForCausalLM
-    from avlm.processing.processor import Processor
-
     config = AVLMConfig.from_pretrained(folder)
     with torch.device("meta"):
         model = AVLMForCausalLM(config)
@@ -101,6 +102,7 @@ def _policy_problems(recipe: Any, model: Any) -> list[str]:
 
 
 def _print_budget(console: Any, rows: list, totals: Any, max_length: int, limit: int) -> None:
+    # Imported here, not at the top, to keep `avlm --help` light.
     from rich.table import Table
 
     modalities = sorted({m for row in rows for m in row.media_tokens})

@@ -19,34 +19,36 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from avlm.demo import DemoConfig
-
-    defaults = DemoConfig()
-    parser.add_argument("--out", type=Path, default=defaults.out, help=f"output folder (default: {defaults.out})")
-    parser.add_argument("--n-train", type=int, default=defaults.n_train, help="AV-Synth training clips")
-    parser.add_argument("--n-test", type=int, default=defaults.n_test, help="held-out clips")
-    parser.add_argument("--steps", type=int, default=defaults.steps, help="training steps")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="training samples per step")
-    parser.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate")
-    parser.add_argument("--model", default=defaults.model, help="preset or model folder to train from scratch")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the data and the run")
+    # The defaults are DemoConfig's, applied in run(): importing avlm.demo here would load torch for --help.
+    parser.add_argument("--out", type=Path, default=None, help="output folder")
+    parser.add_argument("--n-train", type=int, default=None, help="AV-Synth training clips")
+    parser.add_argument("--n-test", type=int, default=None, help="held-out clips")
+    parser.add_argument("--steps", type=int, default=None, help="training steps")
+    parser.add_argument("--batch-size", type=int, default=None, help="training samples per step")
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate")
+    parser.add_argument("--model", default=None, help="preset or model folder to train from scratch")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the data and the run")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="further recipe overrides")
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not at the top, to keep `avlm --help` light (no torch/transformers).
     from avlm.demo import DemoConfig, run_demo
 
     for name in ("n_train", "n_test", "steps", "batch_size"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} {getattr(args, name)} must be >= 1")
-    config = DemoConfig(out=args.out, n_train=args.n_train, n_test=args.n_test, seed=args.seed, model=args.model,
-                        steps=args.steps, batch_size=args.batch_size, lr=args.lr, overrides=list(args.overrides))
+    given = {name: getattr(args, name) for name in ("out", "n_train", "n_test", "seed", "model", "steps",
+                                                   "batch_size", "lr")}
+    config = DemoConfig(**{name: value for name, value in given.items() if value is not None},
+                        overrides=list(args.overrides))
     report = run_demo(config)
     _print(report, config.out)
     return 0
 
 
 def _print(report: dict, out: Path) -> None:
+    # Imported here, not at the top, to keep `avlm --help` light.
     from rich.console import Console
     from rich.table import Table
 

@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from avlm.inference.options import add_model_arguments
+from avlm.commands._model_arguments import add_model_arguments
+from avlm.commands._ray_arguments import add_ray_arguments
 
 _METRIC_NAMES = {"bleu_1": "BLEU-1", "bleu_2": "BLEU-2", "bleu_3": "BLEU-3", "bleu_4": "BLEU-4", "cider": "CIDEr-D"}
 
@@ -39,10 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--predictions", type=Path, default=None,
                         help="JSONL of answers (default: <output>.predictions.jsonl; reused on a rerun)")
     add_model_arguments(parser)
+    add_ray_arguments(parser)
     parser.set_defaults(max_new_tokens=64)
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not at the top, to keep `avlm --help` light (no torch/transformers).
     from avlm.eval.harness import build_report, load_eval_set
     from avlm.inference import ResultWriter
     from avlm.inference.job import run_job
@@ -54,18 +57,30 @@ def run(args: argparse.Namespace) -> int:
     predictions_path = args.predictions or args.output.with_suffix(".predictions.jsonl")
     kwargs = generate_kwargs(args)
     started = time.perf_counter()
-    model = load_from_args(args)
-    evaluation = load_eval_set(args.data, args.data_root, args.meta, args.task, args.ablate,
-                               model.processor.config.num_frames, args.limit)
+    if args.ray or args.plan:  # the decode workers apply --ablate (avlm.scale): this process reads no media
+        model, evaluation = None, load_eval_set(args.data, args.data_root, args.meta, args.task, limit=args.limit)
+    else:
+        model = load_from_args(args)
+        evaluation = load_eval_set(args.data, args.data_root, args.meta, args.task, args.ablate,
+                                   model.processor.config.num_frames, args.limit)
     stamp = {"model": str(args.model), "ablate": args.ablate}
     with ResultWriter(predictions_path, key="id") as writer:
         _check_same_run(writer.done, stamp, predictions_path)
         bases = [{"id": row["id"], **stamp} for row in evaluation.references]
         failed = [{**row, **stamp} for row in evaluation.failed]
-        workers = num_workers_and_threads(args, model.device)
-        summary = run_job(model, writer, evaluation.requests, bases, "prediction", failed=failed,
-                          batch_size=args.batch_size or default_batch_size(model.device), num_workers=workers,
-                          generate_kwargs=kwargs, unit="questions")
+        if model is None:
+            # Imported here: Ray is an optional extra (pip install "avlm[ray]"), needed only with --ray / --plan.
+            from avlm.scale.options import run_scaled
+
+            summary = run_scaled(args, writer, evaluation.requests, bases, "prediction", kwargs, failed=failed,
+                                 unit="questions", ablate=args.ablate)
+            if summary is None:  # --plan printed its projection
+                return 0
+        else:
+            workers = num_workers_and_threads(args, model.device)
+            summary = run_job(model, writer, evaluation.requests, bases, "prediction", failed=failed,
+                              batch_size=args.batch_size or default_batch_size(model.device), num_workers=workers,
+                              generate_kwargs=kwargs, unit="questions")
         answers = dict(writer.done)
     report = build_report(evaluation, answers, model=str(args.model), data=str(args.data), ablate=args.ablate,
                           seconds=round(time.perf_counter() - started, 2))
@@ -87,6 +102,7 @@ def _check_same_run(done: dict[str, dict[str, Any]], stamp: dict[str, Any], path
 
 def print_report(report: dict[str, Any]) -> None:
     """Accuracy per task and question kind (with chance), caption attributes and BLEU / CIDEr, as rich tables."""
+    # Imported here, not at the top, to keep `avlm --help` light.
     from rich.console import Console
     from rich.table import Table
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from audio import NoAudioStreamError, load_audio
 from avlm.assets import SAMPLE_CLIPS, sample_clip
-from vision import load_video, probe
-from vision.container import MediaInfo
+
+if TYPE_CHECKING:
+    import torch
+
+    from vision.container import MediaInfo
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not at the top, to keep `avlm --help` light (no torch/transformers).
     from rich.console import Console
+
+    from audio import NoAudioStreamError, load_audio
+    from vision import load_video, probe
 
     console = Console()
     path = sample_clip(args.sample) if args.sample else args.clip
@@ -49,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _streams_table(info: MediaInfo):
+    # Imported here, not at the top, to keep `avlm --help` light.
     from rich.table import Table
 
     table = Table(title=f"{info.path}  ({info.container}, {info.duration:.3f} s, {info.size_bytes / 1e6:.2f} MB)")
@@ -66,6 +72,8 @@ def _streams_table(info: MediaInfo):
 
 def _log_mel(waveform: torch.Tensor, sample_rate: int) -> torch.Tensor:
     """[n] -> [80, frames] log-mel, 25 ms windows every 10 ms (display only)."""
+    # Imported here, not at the top, to keep `avlm --help` light (no torch/transformers).
+    import torch
     import torchaudio
 
     mel = torchaudio.transforms.MelSpectrogram(sample_rate, n_fft=400, hop_length=160, n_mels=80)(waveform)
@@ -73,6 +81,7 @@ def _log_mel(waveform: torch.Tensor, sample_rate: int) -> torch.Tensor:
 
 
 def _write_sheet(out: Path, clip, sound) -> None:
+    # Imported here, not at the top, to keep `avlm --help` light.
     import matplotlib
 
     matplotlib.use("Agg")

@@ -11,11 +11,10 @@ import argparse
 import math
 from pathlib import Path
 
-import torch
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("adapter_dir", type=Path, help="folder written by avlm.modeling.lora.save_adapter (or training)")
+    parser.add_argument("adapter_dir", type=Path,
+                        help="folder written by avlm.modeling.lora.save_adapter (or training)")
     parser.add_argument("out_dir", type=Path, help="folder to write the merged model into")
     parser.add_argument("--base", type=Path, default=None,
                         help="base model folder (default: the one the adapter names)")
@@ -24,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not at the top, to keep `avlm --help` light (no torch/transformers).
+    import torch
+
     from avlm.modeling.lora import load_adapter, merge_lora, read_adapter_meta
     from avlm.modeling.model import AVLMForCausalLM
     from avlm.processing.processor import Processor
@@ -50,6 +52,9 @@ def run(args: argparse.Namespace) -> int:
 
 def check_sample(processor, modalities: list[str], seed: int = 0) -> dict:
     """A fixed synthetic sample with every modality the model has: seeded frames and a 2 s tone with noise."""
+    # Imported here, not at the top, to keep `avlm --help` light (no torch/transformers).
+    import torch
+
     generator = torch.Generator().manual_seed(seed)
     side = 2 * processor.config.image_processor.size
     frames = torch.randint(0, 256, (processor.config.num_frames, side, side, 3), generator=generator,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -14,6 +14,9 @@ from avlm.data.dataset import ConversationDataset, MediaLoader
 from avlm.data.sampler import ModalityMixSampler
 from avlm.data.settings import DataConfig
 from avlm.processing.collator import collate
+
+if TYPE_CHECKING:  # annotations only: importing this module stays free of transformers
+    from transformers import PreTrainedTokenizerBase
 
 
 @dataclass
@@ -29,7 +32,7 @@ class TrainingData:
 
 def build_data(
     config: DataConfig,
-    tokenizer: Any,
+    tokenizer: PreTrainedTokenizerBase,
     media_loader: MediaLoader,
     placeholder_token_ids: Mapping[str, int],
     batch_size: int,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -34,11 +34,14 @@ from avlm.processing.prompt import (
     prompt_prefix,
 )
 
+if TYPE_CHECKING:  # annotations only: importing this module stays free of transformers
+    from transformers import PreTrainedTokenizerBase
+
 ROLE_NAMES = {"human": "user", "gpt": "assistant"}
 
 
 def tokenize_conversation(
-    tokenizer: Any,
+    tokenizer: PreTrainedTokenizerBase,
     turns: Sequence[Mapping[str, str]],
     placeholder_token_ids: Mapping[str, int],
     modalities: Sequence[str] = (),
@@ -98,7 +101,7 @@ def tokenize_conversation(
 
 
 def build_messages(
-    tokenizer: Any,
+    tokenizer: PreTrainedTokenizerBase,
     turns: Sequence[Mapping[str, str]],
     placeholder_token_ids: Mapping[str, int],
     modalities: Sequence[str],
@@ -121,7 +124,8 @@ def build_messages(
     return messages
 
 
-def _render_with_spans(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[str, list[tuple[int, int]]]:
+def _render_with_spans(tokenizer: PreTrainedTokenizerBase,
+                       messages: list[dict[str, str]]) -> tuple[str, list[tuple[int, int]]]:
     """The rendered conversation and the character spans of the assistant answers (with their end tokens)."""
 
     def render(count: int, generation_prompt: bool) -> str:
@@ -141,8 +145,8 @@ def _render_with_spans(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[
     return full, spans
 
 
-def _placeholder_positions(tokenizer: Any, input_ids: list[int], placeholder_token_ids: Mapping[str, int],
-                           modalities: Sequence[str]) -> list[int]:
+def _placeholder_positions(tokenizer: PreTrainedTokenizerBase, input_ids: list[int],
+                           placeholder_token_ids: Mapping[str, int], modalities: Sequence[str]) -> list[int]:
     positions = []
     for modality, token_id in placeholder_token_ids.items():
         found = [i for i, value in enumerate(input_ids) if value == token_id]
@@ -181,7 +185,7 @@ class BudgetTotals:
 
 def token_budget(
     records: Sequence[Record],
-    tokenizer: Any,
+    tokenizer: PreTrainedTokenizerBase,
     media_token_counter: Callable[[Record], Mapping[str, int]],
     max_length: int,
     placeholder_token_ids: Mapping[str, int],

@@ -15,12 +15,15 @@ records are never turned into text-only ones. Any other failure is re-raised nam
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from avlm.data.annotations import Record
 from avlm.data.conversation import tokenize_conversation
+
+if TYPE_CHECKING:  # annotations only: importing this module stays free of transformers
+    from transformers import PreTrainedTokenizerBase
 
 MediaLoader = Callable[[Record], Mapping[str, torch.Tensor]]
 
@@ -44,7 +47,7 @@ class ConversationDataset(torch.utils.data.Dataset):
     def __init__(
         self,
         records: Sequence[Record],
-        tokenizer: Any,
+        tokenizer: PreTrainedTokenizerBase,
         media_loader: MediaLoader,
         placeholder_token_ids: Mapping[str, int],
         *,

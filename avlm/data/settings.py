@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from avlm.data.annotations import AnnotationSource
+
+AUTO_WORKERS_CAP = 4  # what the shipped recipes asked for before "auto"; each worker may cache decoded media
+
+
+def auto_num_workers() -> int:
+    """DataLoader workers for ``num_workers: auto``: the CPU cores this process may run on, shared with the other
+    training processes of the node (torchrun's ``LOCAL_WORLD_SIZE``), less one for the training process itself, at
+    most :data:`AUTO_WORKERS_CAP`; 0 when no core is left (decode in the training process)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(0, min(AUTO_WORKERS_CAP, cores // processes - 1))
 
 
 @dataclass
@@ -47,8 +60,10 @@ class DataConfig:
     """Shuffle the data order; False keeps file order (for debugging)."""
     drop_last: bool = False
     """Drop the last incomplete global batch; otherwise it is filled by wrapping around (several processes)."""
-    num_workers: int = 4
-    """DataLoader worker processes that decode media; 0 decodes in the training process."""
+    num_workers: int | Literal["auto"] = "auto"
+    """DataLoader worker processes that decode media; 0 decodes in the training process. auto: one per CPU core but
+    one (the cores shared among the node's training processes), at most 4, so a small machine is not oversubscribed;
+    resolved to a number when the recipe loads (the run's saved recipe.yaml holds the number used)."""
     cache_media: bool = False
     """Keep every record's decoded media in memory after its first load (in each worker process): a small data set
     trained for many epochs decodes each clip once (the CPU demo). Memory grows with the data set: leave it off for
@@ -57,7 +72,9 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.max_length is not None and self.max_length < 1:
             raise ValueError(f"data.max_length must be positive or None, got {self.max_length}")
-        if self.num_workers < 0:
+        if self.num_workers == "auto":
+            self.num_workers = auto_num_workers()
+        elif self.num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0, got {self.num_workers}")
         if self.mix_ratios is not None:
             bad = {group: ratio for group, ratio in self.mix_ratios.items() if ratio < 1}

@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import torch
 
+from avlm.api import AVLM
 from avlm.data.annotations import AnnotationSource, Record, load_annotations
 from avlm.eval.scoring import caption_metrics, normalize_answer, score_answers
 from avlm.inference.requests import Request
@@ -88,7 +89,7 @@ def load_eval_set(data: str | Path, data_root: str | Path | None = None, meta: s
                                "kind": extra.get("kind") or record.task or "untyped",
                                **({"attributes": extra["attributes"]} if "attributes" in extra else {})})
         try:
-            out.requests.append(_request(record, question, ablate, num_frames))
+            out.requests.append(ablate_request(_request(record, question), ablate, num_frames))
         except (ValueError, OSError) as error:
             out.references.pop()
             out.failed.append({"id": record.id, "error": str(error)})
@@ -114,7 +115,7 @@ def build_report(evaluation: EvalSet, answers: dict[str, dict[str, Any]], **head
             "chance": chance_levels(evaluation.references)}
 
 
-def evaluate(model: Any, evaluation: EvalSet, **options: Any) -> dict[str, dict[str, Any]]:
+def evaluate(model: AVLM, evaluation: EvalSet, **options: Any) -> dict[str, dict[str, Any]]:
     """Answer every request of ``evaluation`` in memory with an :class:`avlm.api.AVLM` (``options``: batch_size,
     num_workers, max_new_tokens, ...); returns id -> ``{"prediction"}`` or ``{"error"}`` rows for
     :func:`build_report`."""
@@ -141,15 +142,23 @@ def _first_exchange(record: Record) -> tuple[str, str]:
     return question, turns[1]["value"].strip()
 
 
-def _request(record: Record, question: str, ablate: Ablation | None, num_frames: int) -> Request:
+def _request(record: Record, question: str) -> Request:
     visual = record.video if record.video is not None else record.image
     audio = record.audio_path
+    return Request(question, None if visual is None else str(visual), None if audio is None else str(audio))
+
+
+def ablate_request(request: Request, ablate: Ablation | None, num_frames: int) -> Request:
+    """``request`` with one sense replaced by a neutral input (module docstring): ``"video"``: ``num_frames`` black
+    frames; ``"audio"``: silence as long as its audio file (read from the file: raises ``ValueError``/``OSError``
+    naming it when that cannot be read). Run where the request is decoded (``avlm.scale`` decode workers) or
+    before."""
+    visual, audio = request.video, request.audio
     if ablate == "video" and visual is not None:
         visual = torch.zeros(num_frames, 32, 32, 3, dtype=torch.uint8)
-    if ablate == "audio" and audio is not None:
-        audio = torch.zeros(max(1, round(_duration(audio) * 16000)))
-    return Request(question, None if visual is None else visual if isinstance(visual, torch.Tensor) else str(visual),
-                   None if audio is None else audio if isinstance(audio, torch.Tensor) else str(audio))
+    if ablate == "audio" and isinstance(audio, (str, Path)):
+        audio = torch.zeros(max(1, round(_duration(Path(audio)) * 16000)))
+    return Request(request.question, visual, audio)
 
 
 def _duration(path: Path) -> float:

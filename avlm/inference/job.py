@@ -14,7 +14,7 @@ import contextlib
 import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,9 +23,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
+from avlm.api import AVLM
 from avlm.inference.requests import Request
 from avlm.inference.results import ResultWriter
 from avlm.inference.runner import Result, run_requests
+
+Runner = Callable[[list[Request]], Iterator[list[Result]]]
+"""Answers a list of requests: yields the results of each finished batch, ``Result.index`` = position in the list."""
 
 
 @dataclass
@@ -56,31 +60,36 @@ class JobSummary:
         return self.total > self.skipped and self.done == 0
 
 
-def run_job(model: Any, writer: ResultWriter, requests: Sequence[Request], records: Sequence[dict[str, Any]],
+def run_job(model: AVLM, writer: ResultWriter, requests: Sequence[Request], records: Sequence[dict[str, Any]],
             answer_field: str, *, batch_size: int, num_workers: int, generate_kwargs: dict[str, Any],
-            failed: Sequence[dict[str, Any]] = (), unit: str = "clips") -> JobSummary:
+            failed: Sequence[dict[str, Any]] = (), unit: str = "clips", runner: Runner | None = None,
+            media_fields: bool = True) -> JobSummary:
     """Answer the requests not yet in ``writer``'s file and write each result as soon as its batch finishes.
 
     Args:
-        model: an :class:`avlm.api.AVLM` (None when every request is already done or failed).
+        model: an :class:`avlm.api.AVLM` (None when every request is already done or failed, or with ``runner``).
         writer: the open results file (its ``done`` keys are skipped).
         requests: the requests, in input order.
-        records: one base record per request; ``record[writer.key]`` is its key in the output.
+        records: one base record per request; ``writer.key_of(record)`` is its key in the output.
         answer_field: where the generated text goes (``"caption"``, ``"answer"``).
         batch_size: samples per generate call.
         num_workers: decoding worker processes.
         generate_kwargs: ``model.generate`` settings.
         failed: error records known before running (e.g. malformed input lines); written unless already done.
         unit: what a request is called in the progress bar.
+        runner: answers the requests still to do, yielding batches of results whose ``index`` is the position in
+            that list (default: :func:`avlm.inference.runner.run_requests` in this process with ``model``,
+            ``batch_size``, ``num_workers``; ``avlm.scale`` passes its Ray Data pipeline).
+        media_fields: add ``num_frames``, ``has_audio`` and ``seconds`` to each answer (False for text-only requests).
     """
     summary = JobSummary(total=len(requests) + len(failed))
     for record in failed:
-        if str(record[writer.key]) in writer.done:
+        if writer.key_of(record) in writer.done:
             summary.skipped += 1
         else:
             writer.write(record)
             summary.errors.append(record["error"])
-    todo = [i for i, record in enumerate(records) if str(record[writer.key]) not in writer.done]
+    todo = [i for i, record in enumerate(records) if writer.key_of(record) not in writer.done]
     summary.skipped += len(records) - len(todo)
     start = time.perf_counter()
     if not todo:
@@ -88,10 +97,13 @@ def run_job(model: Any, writer: ResultWriter, requests: Sequence[Request], recor
     with _progress(unit) as progress, _stop_on_ctrl_c() as stop:
         task = progress.add_task(unit, total=len(todo), errors=len(summary.errors))
         try:
-            for batch in run_requests(model.model, model.processor, [requests[i] for i in todo],
-                                      batch_size=batch_size, num_workers=num_workers, generate_kwargs=generate_kwargs):
+            pending = [requests[i] for i in todo]
+            batches = runner(pending) if runner is not None else run_requests(
+                model.model, model.processor, pending, batch_size=batch_size, num_workers=num_workers,
+                generate_kwargs=generate_kwargs)
+            for batch in batches:
                 for result in batch:
-                    _write(writer, records[todo[result.index]], result, answer_field, summary)
+                    _write(writer, records[todo[result.index]], result, answer_field, summary, media_fields)
                 progress.update(task, advance=len(batch), errors=len(summary.errors))
                 if stop.is_set():
                     summary.interrupted = True
@@ -126,13 +138,14 @@ def _stop_on_ctrl_c() -> Iterator[threading.Event]:
 
 
 def _write(writer: ResultWriter, base: dict[str, Any], result: Result, answer_field: str,
-           summary: JobSummary) -> None:
+           summary: JobSummary, media_fields: bool = True) -> None:
     if result.error is not None:
         writer.write({**base, "error": result.error})
         summary.errors.append(result.error)
         return
-    writer.write({**base, answer_field: result.text, "num_frames": result.num_frames, "has_audio": result.has_audio,
-                  "seconds": None if result.seconds is None else round(result.seconds, 3)})
+    media = {"num_frames": result.num_frames, "has_audio": result.has_audio,
+             "seconds": None if result.seconds is None else round(result.seconds, 3)}
+    writer.write({**base, answer_field: result.text, **(media if media_fields else {})})
     summary.done += 1
 
 

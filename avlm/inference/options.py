@@ -1,4 +1,6 @@
-"""Command-line options shared by ``avlm caption`` and ``avlm ask``: the model, media sampling and generation."""
+"""What the model options of ``avlm caption``, ``avlm ask`` and ``avlm eval`` do at run time: load the model, the
+``generate`` settings, decoding workers and torch threads. The options themselves (argparse only, so ``--help`` stays
+light) are declared in :mod:`avlm.commands._model_arguments`."""
 
 from __future__ import annotations
 
@@ -8,36 +10,8 @@ from typing import Any
 
 import torch
 
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--model``, ``--device``, ``--dtype``, media sampling, batching and generation options."""
-    parser.add_argument("--model", required=True, help="model folder (avlm build / training output, or an official "
-                                                        "VideoLLaMA2 checkpoint folder)")
-    parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu, ... (default: cuda when available)")
-    parser.add_argument("--dtype", choices=DTYPES, default=None,
-                        help="parameter dtype (default: bfloat16 on a GPU, float32 on CPU; auto: as saved)")
-    media = parser.add_argument_group("media")
-    media.add_argument("--num-frames", type=int, default=None, help="frames per clip (default: the model's)")
-    media.add_argument("--fps", type=float, default=None, help="sample frames at this rate (at most --num-frames)")
-    media.add_argument("--video-backend", choices=("auto", "decord", "pyav"), default=None,
-                       help="video decoder (default: the model's, normally auto = decord, then PyAV for what decord "
-                            "cannot read); pyav is faster on long videos, see docs/benchmarks.md")
-    media.add_argument("--no-audio", action="store_true", help="ignore soundtracks: answer from the frames only")
-    run = parser.add_argument_group("batching")
-    run.add_argument("--batch-size", type=int, default=None, help="clips per generate call (default: 16 GPU, 4 CPU)")
-    run.add_argument("--num-workers", type=int, default=None,
-                     help="processes decoding clips ahead of the model (default: CPU cores - 1, at most 8)")
-    run.add_argument("--threads", type=int, default=None,
-                     help="torch threads of the main process (default on CPU: the cores the workers leave free, at "
-                          "least 1; oversubscribed cores make CPU generation many times slower)")
-    generation = parser.add_argument_group("generation")
-    generation.add_argument("--max-new-tokens", type=int, default=256, help="longest answer, in tokens")
-    generation.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
-    generation.add_argument("--temperature", type=float, default=None, help="sampling temperature (with --do-sample)")
-    generation.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass (with --do-sample)")
-    generation.add_argument("--seed", type=int, default=None, help="random seed for sampling")
+from avlm.api import AVLM, load
+from avlm.inference.runner import default_num_workers, usable_cores
 
 
 def generate_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -55,11 +29,9 @@ def generate_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return kwargs
 
 
-def load_from_args(args: argparse.Namespace) -> Any:
+def load_from_args(args: argparse.Namespace) -> AVLM:
     """``avlm.load`` with ``--model/--device/--dtype``; ``--num-frames/--fps/--video-backend`` replace the processor's
     settings; ``--seed`` seeds torch's generator (sampling)."""
-    from avlm.api import load
-
     for name in ("batch_size", "num_frames"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -79,8 +51,6 @@ def load_from_args(args: argparse.Namespace) -> Any:
 def num_workers_and_threads(args: argparse.Namespace, device: torch.device) -> int:
     """The decoding workers (``--num-workers`` or the default); sets the main process's torch threads (``--threads``,
     or on CPU the cores the workers leave free)."""
-    from avlm.inference.runner import default_num_workers, usable_cores
-
     workers = args.num_workers if args.num_workers is not None else default_num_workers()
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads {args.threads} must be >= 1")

@@ -6,10 +6,13 @@ A request's ``video`` is a path, a ``vision.VideoClip`` or uint8 frames ``[t, h,
 ``audio`` is :data:`AUTO` (the video file's own soundtrack when it has one), None (no audio), a path, an
 ``audio.AudioClip`` or a mono waveform ``[n]``. Preparing it decodes and preprocesses the media and tokenizes the
 prompt; a clip that cannot be read becomes an error record instead of an exception, so one bad file never stops a job.
+A request with ``start``/``end`` is one time window of a video file (:mod:`avlm.inference.windows`); a process reads
+the windows of a file through readers it keeps open (:class:`avlm.inference.window_media.WindowSources`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +20,7 @@ from typing import Any
 import torch
 
 from avlm.constants import AUTO_AUDIO
+from avlm.inference.window_media import WindowSources
 from avlm.processing.processor import Processor
 from avlm.processing.sample import load_media, make_sample
 
@@ -34,6 +38,17 @@ class Request:
     """Path, ``vision.VideoClip``, uint8 frames ``[t, h, w, 3]``, or None."""
     audio: Any = AUTO
     """:data:`AUTO`, None, a path, an ``audio.AudioClip`` or a mono float waveform ``[n]``."""
+    start: float | None = None
+    """A time window of the video file: its start in seconds (None: the whole clip). A window request uses the
+    frames of ``[start, end)`` and the audio of the same span (:data:`AUTO`, None or an audio file path)."""
+    end: float | None = None
+    """The window's end in seconds (with ``start``)."""
+
+    def __post_init__(self) -> None:
+        if (self.start is None) != (self.end is None):
+            raise ValueError(f"a window request needs both start and end, got start={self.start} end={self.end}")
+        if self.start is not None and not isinstance(self.video, (str, os.PathLike)):
+            raise TypeError(f"a window request (start={self.start}) reads a video file; got {type(self.video)}")
 
 
 @dataclass
@@ -64,7 +79,8 @@ class Prepared:
         return tokens, self.num_frames, 0 if audio is None else len(audio)
 
 
-def prepare(processor: Processor, request: Request, index: int, raise_errors: bool = False) -> Prepared:
+def prepare(processor: Processor, request: Request, index: int, raise_errors: bool = False,
+            sources: WindowSources | None = None) -> Prepared:
     """Decode, preprocess and tokenize one request; media errors (``ValueError``/``OSError``) become ``error``.
 
     Args:
@@ -72,21 +88,33 @@ def prepare(processor: Processor, request: Request, index: int, raise_errors: bo
         request: the request.
         index: its position in the job (carried into the result).
         raise_errors: let media errors propagate instead (a single request from the Python API).
+        sources: the open window readers of this process, for window requests (None: open them for this one).
     """
     if raise_errors:
-        return _prepare(processor, request, index)
+        return _prepare(processor, request, index, sources)
     try:
-        return _prepare(processor, request, index)
+        return _prepare(processor, request, index, sources)
     except (ValueError, OSError) as error:
         message = str(error) if _names_a_file(error, request) else f"{_describe(request.video)}: {error}"
         return Prepared(index, error=message)
 
 
-def _prepare(processor: Processor, request: Request, index: int) -> Prepared:
+def _prepare(processor: Processor, request: Request, index: int, sources: WindowSources | None) -> Prepared:
+    if request.start is not None:
+        request = _read_window(processor, request, sources)
     media = load_media(processor.config, request.video, request.audio)
     sample = make_sample(processor.encode_prompt(request.question, media.modalities), media, str(index))
     frames = 0 if media.video is None else len(media.video)
     return Prepared(index, sample, num_frames=frames, has_audio=media.audio is not None, seconds=media.seconds)
+
+
+def _read_window(processor: Processor, request: Request, sources: WindowSources | None) -> Request:
+    """The request with the window's frames (``VideoClip``) and audio (``AudioClip`` or None) read in."""
+    if sources is None:
+        with contextlib.closing(WindowSources(processor.config)) as own:
+            return _read_window(processor, request, own)
+    clip, sound = sources.read(request.video, request.audio, request.start, request.end)
+    return Request(request.question, clip, sound)
 
 
 def _describe(video: Any) -> str:
@@ -114,14 +142,32 @@ class PrepareDataset(torch.utils.data.Dataset):
         self.processor = processor
         self.requests = requests
         self.media_dtype = media_dtype
+        self._sources: WindowSources | None = None  # window readers of this process, opened on first use
 
     def __len__(self) -> int:
         return len(self.requests)
 
     def __getitem__(self, index: int) -> Prepared:
-        item = prepare(self.processor, self.requests[index], index)
-        if item.sample is not None and self.media_dtype is not None:
-            for name in ("video", "audio"):
-                if name in item.sample:
-                    item.sample[name] = item.sample[name].to(self.media_dtype)
-        return item
+        if self._sources is None:
+            self._sources = WindowSources(self.processor.config)
+        item = prepare(self.processor, self.requests[index], index, sources=self._sources)
+        return cast_media(item, self.media_dtype)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_sources": None}  # each worker process opens its own readers
+
+    def close(self) -> None:
+        """Close the window readers opened in this process."""
+        if self._sources is not None:
+            self._sources.close()
+
+
+def cast_media(item: Prepared, dtype: torch.dtype | None) -> Prepared:
+    """Cast the float media of a prepared sample to ``dtype`` (the model's; None: leave them), in place; returns it.
+    Done where the sample is decoded, so a bf16 model gets half the bytes through shared memory or the object store;
+    the values are those the model would cast to anyway."""
+    if item.sample is not None and dtype is not None:
+        for name in ("video", "audio"):
+            if name in item.sample:
+                item.sample[name] = item.sample[name].to(dtype)
+    return item

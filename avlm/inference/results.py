@@ -28,8 +28,16 @@ def _repair(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
-def read_done(path: str | os.PathLike, key: str) -> dict[str, dict[str, Any]]:
-    """Records already in a results file, by ``record[key]`` (repairs a torn last line first).
+def record_key(record: dict[str, Any], key: str | tuple[str, ...]) -> str:
+    """The resume key of ``record``: ``str(record[key])``; for several fields (e.g. ``("video", "segment")``) the
+    JSON list of their values, a missing field after the first counting as null (a video's summary line)."""
+    if isinstance(key, str):
+        return str(record[key])
+    return json.dumps([record.get(name) for name in key], ensure_ascii=False)
+
+
+def read_done(path: str | os.PathLike, key: str | tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """Records already in a results file, by :func:`record_key` (repairs a torn last line first).
 
     Raises:
         ValueError: a line other than the last is not valid JSON (the file was not written by avlm).
@@ -45,9 +53,10 @@ def read_done(path: str | os.PathLike, key: str) -> dict[str, dict[str, Any]]:
         except json.JSONDecodeError as error:
             raise ValueError(f"{path}:{number}: not a JSON line ({error.msg}); is this an avlm results file? "
                              "Move it away or pass another --output") from error
-        if key not in record:
-            raise ValueError(f"{path}:{number}: record has no {key!r} field; pass another --output")
-        done[str(record[key])] = record
+        first = key if isinstance(key, str) else key[0]
+        if first not in record:
+            raise ValueError(f"{path}:{number}: record has no {first!r} field; pass another --output")
+        done[record_key(record, key)] = record
     return done
 
 
@@ -93,21 +102,26 @@ class ResultWriter:
             out.write({"video": str(path), "caption": text})
     """
 
-    def __init__(self, path: str | os.PathLike, key: str):
+    def __init__(self, path: str | os.PathLike, key: str | tuple[str, ...]):
         self.path = Path(path)
         self.key = key
         self.done = read_done(self.path, key)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._handle = open(self.path, "a", encoding="utf-8")
 
+    def key_of(self, record: dict[str, Any]) -> str:
+        """``record``'s key in :attr:`done` (:func:`record_key`)."""
+        return record_key(record, self.key)
+
     def write(self, record: dict[str, Any]) -> None:
-        if self.key not in record:
-            raise ValueError(f"result record needs a {self.key!r} field, got keys {sorted(record)}")
+        first = self.key if isinstance(self.key, str) else self.key[0]
+        if first not in record:
+            raise ValueError(f"result record needs a {first!r} field, got keys {sorted(record)}")
         line = json.dumps(record, ensure_ascii=False) + "\n"
         self._handle.write(line)
         self._handle.flush()
         os.fsync(self._handle.fileno())
-        self.done[str(record[self.key])] = record
+        self.done[self.key_of(record)] = record
 
     def close(self) -> None:
         self._handle.close()

@@ -89,8 +89,9 @@ def run_requests(model: AVLMForCausalLM, processor: Processor, requests: Sequenc
         raise ValueError(f"batch_size={batch_size} must be >= 1 and num_workers={num_workers} >= 0")
     window = sort_window if sort_window is not None else 2 * batch_size
     # while a window is being answered, the workers prepare the next one: at least a window in flight
+    dataset = PrepareDataset(processor, list(requests), model.dtype)
     loader = torch.utils.data.DataLoader(
-        PrepareDataset(processor, list(requests), model.dtype), batch_size=None, shuffle=False,
+        dataset, batch_size=None, shuffle=False,
         num_workers=num_workers, collate_fn=_identity, worker_init_fn=_one_thread if num_workers else None,
         prefetch_factor=max(2, math.ceil(window / num_workers)) if num_workers else None)
     pending: list[Prepared] = []
@@ -104,6 +105,7 @@ def run_requests(model: AVLMForCausalLM, processor: Processor, requests: Sequenc
             pending = []
     if pending:
         yield from _answer_window(model, processor, pending, batch_size, generate_kwargs)
+    dataset.close()  # window readers opened in this process (num_workers=0); an abandoned run leaves them to the GC
 
 
 def _answer_window(model: AVLMForCausalLM, processor: Processor, items: list[Prepared], batch_size: int,

@@ -12,12 +12,21 @@ fields of its modality into one block of LLM tokens per item::
     audio: audio_features [b_a, f_max, m], audio_lengths [b_a]            -> b_a x [n_i, D]
 
 ``AVLMForCausalLM.embed_multimodal`` loops over :data:`BRANCHES`; nothing else walks the modalities.
+
+Two kinds of video parts change how frames travel; each says so with a class attribute, and every other encoder and
+connector takes the default path (all frames in one encoder call, then the connector per group), unchanged:
+
+- an encoder with ``mixes_frames = True`` (BT-Adapter: a frame's tokens depend on the other frames of its video) is
+  called once per group of equal frame count, one video per row;
+- a connector with ``streams = True`` (the MA-LMM memory bank) is fed ``connector.chunk_frames`` frames at a time,
+  each chunk encoded just before the connector reads it, with ``connector.new_state()`` carried from chunk to chunk;
+  peak memory then does not grow with the frame count (the encoder never holds more than one chunk).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -52,8 +61,7 @@ class Branch:
 
     def tokens(self, encoder: nn.Module, connector: nn.Module, inputs: BranchInputs) -> list[torch.Tensor]:
         """encode -> connect: one ``[n_i, D]`` block per item. A frozen encoder runs without autograd."""
-        trains = torch.is_grad_enabled() and any(parameter.requires_grad for parameter in encoder.parameters())
-        with nullcontext() if trains else torch.no_grad():
+        with _autograd_if_trained(encoder):
             features = self.encode(encoder, inputs)
         return self.connect(connector, features)
 
@@ -69,14 +77,27 @@ class Branch:
 
 
 class VideoBranch(Branch):
-    """All frames of the batch through the vision encoder in one call; the connector per group of equal frame count."""
+    """All frames of the batch through the vision encoder in one call; the connector per group of equal frame count
+    (frame-mixing encoders and streaming connectors: see the module docstring)."""
 
     modality = "video"
+
+    def tokens(self, encoder: nn.Module, connector: nn.Module, inputs: BranchInputs) -> list[torch.Tensor]:
+        """encode -> connect, or :meth:`stream` for a streaming connector."""
+        if getattr(connector, "streams", False):  # only streaming connectors declare it
+            return self.stream(encoder, connector, inputs)
+        return super().tokens(encoder, connector, inputs)
 
     def encode(self, encoder: nn.Module, inputs: BranchInputs) -> list[torch.Tensor]:
         """[b_v, t, 3, H, W] -> b_v x [t_i, n, d]."""
         pixels = inputs.values
         counts = item_counts(inputs.lengths, pixels.shape[0], pixels.shape[1], "video_frame_counts")
+        if getattr(encoder, "mixes_frames", False):  # only frame-mixing encoders declare it
+            out: list[torch.Tensor | None] = [None] * len(counts)
+            for frames, members in _equal_count_groups(counts.tolist()):
+                for i, item in zip(members, encoder(pixels[members, :frames].to(_dtype(encoder))), strict=True):
+                    out[i] = item
+            return out  # type: ignore[return-value]  (every item belongs to one group)
         valid = torch.arange(pixels.shape[1], device=pixels.device)[None] < counts.to(pixels.device)[:, None]
         frames = pixels[valid].to(_dtype(encoder))
         tokens = encoder(rearrange(frames, "t c h w -> 1 t c h w"))
@@ -85,9 +106,26 @@ class VideoBranch(Branch):
     def connect(self, connector: nn.Module, features: list[torch.Tensor]) -> list[torch.Tensor]:
         """b_v x [t_i, n, d] -> b_v x [n_i', D]: one connector call per distinct frame count."""
         out: list[torch.Tensor | None] = [None] * len(features)
-        for frames in sorted({len(video) for video in features}):
-            members = [i for i, video in enumerate(features) if len(video) == frames]
+        for _, members in _equal_count_groups([len(video) for video in features]):
             tokens = connector(torch.stack([features[i] for i in members]))
+            for i, item in zip(members, tokens, strict=True):
+                out[i] = item
+        return out  # type: ignore[return-value]  (every item belongs to one group)
+
+    def stream(self, encoder: nn.Module, connector: nn.Module, inputs: BranchInputs) -> list[torch.Tensor]:
+        """Per group of equal frame count, ``connector.chunk_frames`` frames at a time: [g, c, 3, H, W] -> encoder
+        -> ``connector(features, state)``; the last chunk's tokens, b_v x [n', D]. A frame-mixing encoder sees each
+        chunk as one clip."""
+        pixels = inputs.values
+        counts = item_counts(inputs.lengths, pixels.shape[0], pixels.shape[1], "video_frame_counts")
+        out: list[torch.Tensor | None] = [None] * len(counts)
+        for frames, members in _equal_count_groups(counts.tolist()):
+            state = connector.new_state()
+            for start in range(0, frames, connector.chunk_frames):
+                chunk = pixels[members, start:min(start + connector.chunk_frames, frames)]
+                with _autograd_if_trained(encoder):
+                    features = encoder(chunk.to(_dtype(encoder)))
+                tokens = connector(features, state)
             for i, item in zip(members, tokens, strict=True):
                 out[i] = item
         return out  # type: ignore[return-value]  (every item belongs to one group)
@@ -135,6 +173,17 @@ class AudioBranch(Branch):
 
 BRANCHES: dict[str, Branch] = {"video": VideoBranch(), "audio": AudioBranch()}
 """Modality -> its branch (the keys are :data:`avlm.constants.MODALITIES`)."""
+
+
+def _autograd_if_trained(encoder: nn.Module) -> AbstractContextManager:
+    """Autograd for an encoder with a trainable parameter; a frozen encoder runs under ``torch.no_grad()``."""
+    trains = torch.is_grad_enabled() and any(parameter.requires_grad for parameter in encoder.parameters())
+    return nullcontext() if trains else torch.no_grad()
+
+
+def _equal_count_groups(counts: list[int]) -> list[tuple[int, list[int]]]:
+    """``(count, item indices)`` per distinct count, in increasing count order."""
+    return [(count, [i for i, value in enumerate(counts) if value == count]) for count in sorted(set(counts))]
 
 
 def _dtype(module: nn.Module) -> torch.dtype:

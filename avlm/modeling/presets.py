@@ -1,4 +1,5 @@
-"""Named model presets: ``avlm-tiny`` (CPU tests and smoke runs) and the shape of VideoLLaMA2.1-7B-AV.
+"""Named model presets: ``avlm-tiny`` (CPU tests and smoke runs; ``-mbank`` and ``-btadapter`` variants with the seeds'
+temporal modules) and the shape of VideoLLaMA2.1-7B-AV.
 
 Plain data (no model code): ``AVLMConfig.from_preset(name, **overrides)`` gives the model config,
 ``avlm.processing.MediaConfig.from_preset(name)`` the processor's media settings. ``avlm build OUT --preset NAME``
@@ -134,6 +135,34 @@ PRESETS["avsynth-100m"] = Preset(
     description="~100M parameters for AV-Synth on one GPU (scripts/recipes/avsynth_gpu.yaml): Qwen2 d=768 x 12, "
                 "SigLIP d=384 x 6 on 64 px frames (8 px patches), BEATs d=384 x 4, CCAM with 64 queries, 8 frames, "
                 "the AV-Synth tokenizer. Compare video connectors at 64 tokens with `avlm build --connector`.",
+)
+
+_TINY_CLIP = {
+    "model_type": "clip_vision_model", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3,
+    "num_attention_heads": 2, "image_size": 16, "patch_size": 4,
+}
+
+PRESETS["avlm-tiny-mbank"] = Preset(
+    model={**PRESETS["avlm-tiny"].model,
+           "connectors": {"video": {"name": "memory_bank", "options": {
+                              "num_queries": 8, "num_layers": 2, "memory_length": 2, "chunk_frames": 2}},
+                          "audio": {"name": "mlp2x_gelu", "options": {}}}},
+    media=PRESETS["avlm-tiny"].media,
+    tokenizer="tiny",
+    description="avlm-tiny with MA-LMM's memory bank as the video connector: frames stream through a 2-layer "
+                "Q-Former 2 at a time, the banks keep 2 time steps (MBC merges the rest), 8 video tokens whatever "
+                "the frame count",
+)
+
+PRESETS["avlm-tiny-btadapter"] = Preset(
+    model={**PRESETS["avlm-tiny"].model,
+           "encoders": {"video": {"name": "bt_adapter_clip", "config": _TINY_CLIP, "options": {"depth": 2}},
+                        "audio": PRESETS["avlm-tiny"].model["encoders"]["audio"]}},
+    media=PRESETS["avlm-tiny"].media,
+    tokenizer="tiny",
+    description="avlm-tiny with a BT-Adapter video encoder: CLIP d=32 x 3 layers on 16 px frames (4x4 patches), "
+                "a depth-2 temporal branch on its last 2 layers (train it with trainable.encoders.video=adapter), "
+                "STC v35 + mlp2x_gelu",
 )
 
 

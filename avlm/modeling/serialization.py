@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import PreTrainedModel
 
 from vision.weights import check_state_dict, load_pickle_weights, read_weights
 
@@ -26,7 +27,7 @@ _AUTO_BOOKKEEPING = {"_from_auto", "trust_remote_code", "adapter_kwargs", "cache
                      "local_files_only", "proxies", "revision", "subfolder", "token", "code_revision", "_commit_hash"}
 
 
-def save_model(model: Any, folder: str | os.PathLike, max_shard_size: int | str = "5GB",
+def save_model(model: PreTrainedModel, folder: str | os.PathLike, max_shard_size: int | str = "5GB",
                state_dict: dict[str, torch.Tensor] | None = None) -> None:
     """Write ``config.json``, ``generation_config.json`` and safetensors weights (sharded above ``max_shard_size``).
 

@@ -9,9 +9,12 @@ Any text encodes (byte fallback through the 256 byte symbols); training is deter
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from avlm.constants import PLACEHOLDER_TOKENS, TINY_SPECIAL_TOKENS
+
+if TYPE_CHECKING:  # annotations only: importing this module stays free of transformers
+    from transformers import PreTrainedTokenizerBase
 
 CHATML_TEMPLATE = (  # Qwen2's template: default system prompt unless the first message is a system message
     "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
@@ -81,7 +84,7 @@ def train_tiny_tokenizer(vocab_size: int = 512, model_max_length: int = 4096,
     return tokenizer
 
 
-def placeholder_token_ids(tokenizer: Any) -> dict[str, int]:
+def placeholder_token_ids(tokenizer: PreTrainedTokenizerBase) -> dict[str, int]:
     """Placeholder -> token id for the placeholders the tokenizer knows as single special tokens.
 
     Raises:
@@ -97,7 +100,7 @@ def placeholder_token_ids(tokenizer: Any) -> dict[str, int]:
     return ids
 
 
-def add_placeholder_tokens(tokenizer: Any) -> int:
+def add_placeholder_tokens(tokenizer: PreTrainedTokenizerBase) -> int:
     """Add ``<video>``, ``<audio>``, ``<image>`` as special tokens to an LLM's tokenizer; returns how many were new."""
     existing = set(tokenizer.get_vocab())
     missing = [token for token in PLACEHOLDER_TOKENS.values() if token not in existing]

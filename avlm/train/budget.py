@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from audio.features import num_fbank_frames
+from avlm.modeling.model import AVLMForCausalLM
 from avlm.processing.media import HOP, IMAGE_SUFFIXES, MediaConfig
 from vision.container import probe
 
@@ -23,7 +24,7 @@ class MediaTokenCounter:
         media: the processor's media settings.
     """
 
-    def __init__(self, model: Any, media: MediaConfig) -> None:
+    def __init__(self, model: AVLMForCausalLM, media: MediaConfig) -> None:
         self.media = media
         frames = max(media.num_frames, media.image_frames)
         self.video_tokens = {}

@@ -11,12 +11,14 @@ from typing import Any
 from torch import nn
 
 from avlm.modeling.lora import merge_lora, save_adapter
+from avlm.modeling.model import AVLMForCausalLM
+from avlm.processing.processor import Processor
 from avlm.train.checkpoints import _fsync_dir, _fsync_tree, load_trainables
 from avlm.train.recipe import Recipe
 from avlm.train.setup import prepare_model
 
 
-def write_final(recipe: Recipe, accelerator: Any, wrapped: nn.Module, model: nn.Module, processor: Any,
+def write_final(recipe: Recipe, accelerator: Any, wrapped: nn.Module, model: AVLMForCausalLM, processor: Processor,
                 sharded: bool) -> Path:
     """Write ``final/`` (main process; all processes call this). With ``train.merge_lora`` false the unmerged
     adapters are kept in ``final/adapter`` too (``avlm merge-lora`` can fold them later)."""

@@ -1,12 +1,14 @@
 """The training recipe: one YAML file mapped strictly onto :class:`Recipe` (see ``avlm.recipe_loading.load_config``).
 
 Sections: ``model`` (what to start from), ``data`` (:class:`avlm.data.DataConfig`), ``trainable``
-(:class:`avlm.modeling.trainable.TrainablePolicy`), ``lora`` (:class:`avlm.modeling.lora.LoRAConfig`), ``train`` (:class:`TrainConfig`)
-and ``distributed`` (:class:`DistributedConfig`). Every field documents itself; ``avlm train --help-recipe`` lists them.
+(:class:`avlm.modeling.trainable.TrainablePolicy`), ``lora`` (:class:`avlm.modeling.lora.LoRAConfig`), ``train``
+(:class:`TrainConfig`) and ``distributed`` (:class:`DistributedConfig`). Every field documents itself;
+``avlm train --help-recipe`` lists them.
 """
 
 from __future__ import annotations
 
+import importlib.resources
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -14,6 +16,8 @@ from typing import Literal
 from avlm.data.settings import DataConfig
 from avlm.modeling.lora import LoRAConfig
 from avlm.modeling.trainable import TrainablePolicy
+from avlm.recipe_docs import find_recipe
+from avlm.recipe_loading import load_config
 
 PART_LR_KEYS = ("connectors", "lora", "encoders", "llm")
 
@@ -121,7 +125,7 @@ class DistributedConfig:
 
 @dataclass
 class Recipe:
-    """A training run. Example: ``avlm train avlm/recipes/finetune_lora.yaml train.lr=1e-4``."""
+    """A training run. Example: ``avlm train finetune_lora train.lr=1e-4`` (a shipped recipe, or a YAML file)."""
 
     model: str = "avlm-tiny"
     """A preset name (avlm-tiny, videollama2.1-7b-av: random init, for tests and smoke runs) or a local model folder
@@ -144,12 +148,19 @@ class Recipe:
                              "(their bf16 mixed precision casts the weights), or strategy ddp")
 
 
-def load_recipe(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+def load_recipe(recipe: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
     """Read a recipe YAML (strict: unknown keys are errors) and apply ``dotted.key=value`` overrides.
+
+    Args:
+        recipe: a YAML file, or, when no such file exists, the name of a shipped recipe (``finetune_lora`` or
+            ``finetune_lora.yaml``; ``avlm train --list-recipes`` lists them); None: the defaults only.
+        overrides: ``"dotted.key=value"`` strings applied after the file, in order.
 
     Raises:
         ConfigError: every problem at once, naming the key.
+        FileNotFoundError: neither a file nor a shipped recipe (the message lists the shipped ones).
     """
-    from avlm.recipe_loading import load_config
-
-    return load_config(Recipe, path, overrides)
+    if recipe is None:
+        return load_config(Recipe, None, overrides)
+    with importlib.resources.as_file(find_recipe(recipe)) as path:
+        return load_config(Recipe, path, overrides)

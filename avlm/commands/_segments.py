@@ -1,0 +1,77 @@
+"""``avlm caption --segment``: the options turned into a windowed captioning run (imported by ``caption.run`` only).
+
+Windows first (one resumable line each), then, with ``--summary``, one summary line per video whose windows are all
+done, then subtitle files for the complete videos (``--format srt|vtt``, ``--subtitles DIR``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from avlm.api import AVLM, DEFAULT_CAPTION_PROMPT
+from avlm.inference import ResultWriter
+from avlm.inference.job import JobSummary, print_summary, run_job
+from avlm.inference.options import generate_kwargs, load_from_args, num_workers_and_threads
+from avlm.inference.requests import AUTO
+from avlm.inference.results import drop_errors
+from avlm.inference.runner import default_batch_size
+from avlm.inference.summary import summary_work
+from avlm.inference.window_job import WINDOW_KEY, check_subtitle_names, plan_job, write_video_subtitles
+
+
+def run_segments(args: argparse.Namespace, clips: list[Path]) -> int:
+    """Caption the windows of ``clips`` as the options say; returns the exit status."""
+    if args.ray or args.plan:
+        raise ValueError("--segment does not run on Ray yet (--ray, --plan); run it without them")
+    videos = [str(clip) for clip in clips]
+    subtitle_format = "srt" if args.subtitles is not None and args.subtitle_format == "jsonl" else args.subtitle_format
+    check_subtitle_names(videos, args.subtitles)
+    kwargs = generate_kwargs(args)
+    if args.retry_errors and args.output.exists():
+        print(f"retrying {drop_errors(args.output, 'video', videos)} windows and files that failed in an earlier run")
+    prompt = args.prompt or DEFAULT_CAPTION_PROMPT
+    model = None
+    with ResultWriter(args.output, key=WINDOW_KEY) as writer:
+        plan = plan_job(videos, args.segment, args.overlap, prompt, None if args.no_audio else AUTO, writer.done)
+        if any(writer.key_of(record) not in writer.done for record in plan.records):
+            model = _load(args)
+        windows = _run(args, model, writer, plan.requests, plan.records, "caption", kwargs, plan.failed, "windows")
+        summaries = None
+        if args.summary and not windows.interrupted:
+            work = summary_work({video: w for video, w in plan.plans.items() if w is not None}, writer.done,
+                                WINDOW_KEY)
+            model = model or (_load(args) if work.requests else None)
+            summaries = _run(args, model, writer, work.requests, work.records, "summary", kwargs, work.failed,
+                             "videos", media_fields=False)
+        written = [] if subtitle_format == "jsonl" else write_video_subtitles(plan, writer.done, subtitle_format,
+                                                                              args.subtitles)
+    print_summary(windows, str(args.output), "windows")
+    if summaries is not None and summaries.total:
+        print_summary(summaries, str(args.output), "summaries")
+    if written:
+        print(f"wrote {len(written)} {subtitle_format} subtitle files, e.g. {written[0]}", file=sys.stderr)
+    interrupted = windows.interrupted or (summaries is not None and summaries.interrupted)
+    return 130 if interrupted else windows.exit_code
+
+
+def _load(args: argparse.Namespace) -> AVLM:
+    model = load_from_args(args)
+    if args.frames_per_segment is not None:
+        model.processor.config = dataclasses.replace(model.processor.config, num_frames=args.frames_per_segment)
+    longest = model.processor.config.max_audio_seconds
+    if not args.no_audio and args.segment > longest:
+        print(f"note: the model takes {longest:g} s of audio per sample; windows of {args.segment:g} s give it the "
+              f"first {longest:g} s of each window's audio", file=sys.stderr)
+    return model
+
+
+def _run(args: argparse.Namespace, model: AVLM | None, writer: ResultWriter, requests, records, answer_field: str,
+         kwargs: dict, failed: list, unit: str, media_fields: bool = True) -> JobSummary:
+    device = model.device if model is not None else None
+    workers = num_workers_and_threads(args, device) if device is not None else 0
+    batch_size = args.batch_size or (default_batch_size(device) if device is not None else 1)
+    return run_job(model, writer, requests, records, answer_field, batch_size=batch_size, num_workers=workers,
+                   generate_kwargs=kwargs, failed=failed, unit=unit, media_fields=media_fields)
