@@ -1,7 +1,8 @@
 """The audio of successive time windows of one file, read in long stretches: :class:`AudioWindowReader`.
 
-Each :meth:`AudioWindowReader.read` returns exactly what ``audio.load_audio(path, start=start, end=end)`` returns:
-the source samples ``[round(start * sr), round(end * sr))``, mixed to mono, resampled on their own. Instead of
+Each :meth:`AudioWindowReader.read` returns what ``audio.load_audio(path, start=start, end=end)`` is meant to return:
+the source samples ``[round(start * sr), round(end * sr))``, mixed to mono, resampled on their own; the samples are
+those of a continuous decode of the soundtrack (a stretch starts :data:`PREROLL` seconds early). Instead of
 opening, seeking and decoding the file once per window, the reader decodes one long stretch through
 :func:`audio.io.load_audio` (at the source rate, mono) and cuts the windows out of it; the next stretch is read when a
 window runs past the one in memory. Windows read in order therefore cost one read of the soundtrack, in stretches of
@@ -23,6 +24,11 @@ import torch
 
 from audio.io import AudioClip, NoAudioStreamError, load_audio
 from vision.container import MediaError, probe
+
+PREROLL = 1.0
+"""Seconds decoded before a stretch's first window: the decoder's first frames after a seek can be off (AAC's
+overlapping frames need their predecessor; some demuxers seek past the target), so the window starts in frames decoded
+as a continuous read would."""
 
 
 class AudioWindowReader:
@@ -69,12 +75,18 @@ class AudioWindowReader:
             raise MediaError(self.path, f"no audio in {start:.3f}-{end:.3f} s: the audio track ends at "
                                         f"{self.track_end:.3f} s, before the video")
         if not self._holds(first, stop):
-            self._load(start, max(end, start + self.chunk_seconds))
+            try:
+                self._load(max(start - PREROLL, 0.0), max(end, start + self.chunk_seconds))
+            except NoAudioStreamError:
+                raise
+            except MediaError as error:
+                raise MediaError(self.path, f"no audio in {start:.3f}-{end:.3f} s: {error.problem}") from error
         begin = max(first - self._first, 0)
         samples = self._samples[begin:max(stop - self._first, begin)]
         if len(samples) == 0:
+            track_end = (self._first + len(self._samples)) / self.source_rate
             raise MediaError(self.path, f"no audio in {start:.3f}-{end:.3f} s: the audio track ends at "
-                                        f"{self._first / self.source_rate:.3f} s, before the video")
+                                        f"{track_end:.3f} s, before the video")
         waveform = samples
         if self.source_rate != self.sample_rate:
             import torchaudio
@@ -92,12 +104,7 @@ class AudioWindowReader:
 
     def _load(self, start: float, end: float) -> None:
         """Decode ``[start, end)`` into memory (mono, source rate)."""
-        try:
-            clip = load_audio(self.path, sample_rate=self.source_rate, mono=True, start=start, end=end)
-        except NoAudioStreamError:
-            raise
-        except MediaError as error:
-            raise MediaError(self.path, f"no audio in {start:.3f}-{end:.3f} s ({error.problem})") from error
+        clip = load_audio(self.path, sample_rate=self.source_rate, mono=True, start=start, end=end)
         self._samples, self._first = clip.waveform, round(clip.start * self.source_rate)
         self._ends_track = clip.end < end - 0.5 / self.source_rate
         if self._ends_track:

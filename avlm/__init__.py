@@ -5,7 +5,7 @@ The package is layered (``docs/architecture.md``): ``constants`` <- ``modeling``
 ``assembly`` <- applications (``api``, ``inference``, ``data``, ``train``, ``eval``, ``synth``) <- ``cli``/``commands``.
 """
 
-import importlib
+from avlm._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -15,10 +15,4 @@ _EXPORTS = {
     "Processor": "avlm.processing.processor",
     "load": "avlm.api",
 }
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'avlm' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

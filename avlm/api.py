@@ -26,6 +26,7 @@ import torch
 from avlm.assembly import load_pretrained
 from avlm.inference.requests import AUTO, Request, prepare
 from avlm.inference.runner import Result, default_batch_size, default_num_workers, generate_texts, run_requests
+from avlm.inference.windows import WindowResult, answer_windows
 from avlm.modeling.model import AVLMForCausalLM
 from avlm.processing.processor import Processor
 from vision import VideoClip
@@ -69,28 +70,45 @@ class AVLM:
         return self.model.device
 
     def caption(self, videos: Any, *, prompt: str = DEFAULT_CAPTION_PROMPT, audio: bool = True,
-                **options: Any) -> str | list[Result]:
+                segment: float | None = None, overlap: float = 0.0, frames_per_segment: int | None = None,
+                **options: Any) -> str | list[Result] | list[WindowResult]:
         """Caption one video (-> str; an unreadable clip raises) or a list of them (-> one :class:`Result` each,
         in input order; an unreadable clip gives a Result with ``error`` set and the others go on).
 
+        With ``segment``: cut one video file into windows of that many seconds (``avlm caption --segment``) and
+        caption each from its frames and the audio of the same span -> one :class:`WindowResult` per window (its
+        ``segment``, ``start``, ``end``, ``text`` or ``error``), in time order.
+
         Args:
-            videos: a video or a list of videos (paths, ``VideoClip``, uint8 frames ``[t, h, w, 3]``).
+            videos: a video or a list of videos (paths, ``VideoClip``, uint8 frames ``[t, h, w, 3]``); with
+                ``segment``, one video file.
             prompt: the instruction given with every clip.
             audio: give each clip's own soundtrack when it has one; False: video only.
+            segment: window length in seconds (see :mod:`avlm.inference.windows` for the rule).
+            overlap: seconds shared by consecutive windows.
+            frames_per_segment: frames per window (default: the processor's ``num_frames``).
         """
+        if segment is not None:
+            return self._windows(videos, prompt, AUTO if audio else None, segment, overlap, frames_per_segment,
+                                 options)
         single = _is_single(videos)
         requests = [Request(prompt, video, AUTO if audio else None) for video in ([videos] if single else videos)]
         return self._one(requests[0], options) if single else self.run(requests, **options)
 
-    def ask(self, question: str, video: Any = None, audio: Any = AUTO, **options: Any) -> str:
-        """Answer one question about a video and/or an audio; media errors raise.
+    def ask(self, question: str, video: Any = None, audio: Any = AUTO, *, segment: float | None = None,
+            overlap: float = 0.0, frames_per_segment: int | None = None, **options: Any) -> str | list[WindowResult]:
+        """Answer one question about a video and/or an audio; media errors raise. With ``segment``, answer it for each
+        window of the video file (as :meth:`caption` does) -> one :class:`WindowResult` per window.
 
         Args:
             question: the question.
             video: a video (path, ``VideoClip``, uint8 frames) or None.
             audio: ``"auto"`` (the video file's soundtrack when it has one), None (no audio), a path, an
-                ``AudioClip`` or a waveform.
+                ``AudioClip`` or a waveform (with ``segment``: ``"auto"``, None or a path).
+            segment, overlap, frames_per_segment: as in :meth:`caption`.
         """
+        if segment is not None:
+            return self._windows(video, question, audio, segment, overlap, frames_per_segment, options)
         return self._one(Request(question, video, audio), options)
 
     def ask_many(self, items: Sequence[Request | dict[str, Any]], **options: Any) -> list[Result]:
@@ -122,6 +140,21 @@ class AVLM:
             torch.manual_seed(seed)
         item = prepare(self.processor, request, 0, raise_errors=True)
         return generate_texts(self.model, self.processor, [item.sample], self._generation(options))[0]
+
+    def _windows(self, video: Any, question: str, audio: Any, segment: float, overlap: float,
+                 frames_per_segment: int | None, options: dict[str, Any]) -> list[WindowResult]:
+        if not isinstance(video, (str, os.PathLike)):
+            raise TypeError(f"segment= reads the windows of one video file; got {type(video).__name__} (call it once "
+                            "per file, or use `avlm caption --segment` for many)")
+        options = dict(options)
+        batch_size, num_workers = options.pop("batch_size", None), options.pop("num_workers", None)
+        seed = options.pop("seed", None)
+        if seed is not None:
+            torch.manual_seed(seed)
+        return answer_windows(self.model, self.processor, video, question, segment=segment, overlap=overlap,
+                              frames_per_segment=frames_per_segment, audio=audio,
+                              batch_size=batch_size or default_batch_size(self.device), num_workers=num_workers,
+                              generate_kwargs=self._generation(options))
 
     def _generation(self, options: dict[str, Any]) -> dict[str, Any]:
         return {"max_new_tokens": DEFAULT_MAX_NEW_TOKENS, **options}

@@ -153,7 +153,8 @@ def _check_options(values: dict) -> None:
               "cross_attention_every", "memory_length", "max_frames", "chunk_frames")
     errors = [f"{name} must be a positive int; got {values[name]!r}" for name in counts
               if isinstance(values[name], bool) or not isinstance(values[name], int) or values[name] < 1]
-    if not errors and values["hidden_dim"] % values["num_heads"]:
+    heads_valid = not any(name in error for error in errors for name in ("hidden_dim", "num_heads"))
+    if heads_valid and values["hidden_dim"] % values["num_heads"]:
         errors.append(f"hidden_dim {values['hidden_dim']} must be divisible by num_heads {values['num_heads']}")
     if not 0.0 <= values["dropout"] < 1.0:
         errors.append(f"dropout must be in [0, 1); got {values['dropout']!r}")

@@ -8,8 +8,8 @@ Each (connector, frame count) is measured two ways:
   their sizes peaks at the answer). The inputs are made before the call and are not counted. Exact and
   deterministic; blind to memory that does not go through torch's allocator (there is almost none in a forward).
 - ``rss`` (``--rss``): the largest resident set of a fresh process that builds the model and makes one call
-  (``resource.getrusage(RUSAGE_SELF).ru_maxrss``): everything (Python, torch, weights, inputs), but noisy at small
-  sizes.
+  (``VmHWM`` of ``/proc/self/status``, which starts afresh at ``exec``; ``getrusage``'s ``ru_maxrss`` would carry
+  the parent's peak over): everything (Python, torch, weights, inputs), coarser than ``torch``.
 
 ``--mode infer`` runs the forward under ``torch.no_grad()`` (captioning); ``--mode train`` runs forward and backward
 with the LLM and the connector trained (the encoder frozen, as the recipes do).
@@ -22,26 +22,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
+import re
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch._C._profiler import _EventType
 from torch.profiler import ProfilerActivity, profile
 
-from avlm.modeling.configuration import AVLMConfig
+from avlm.modeling.configuration import AVLMConfig, ConnectorSpec
 from avlm.modeling.model import AVLMForCausalLM
 from avlm.modeling.trainable import TrainablePolicy, set_trainable
+from fusion import MemoryBankConnector
 
-CONNECTORS = {  # name -> options; ccam gets as many queries as the memory bank's tokens
-    "memory_bank": None,  # None: the options of the preset's memory bank (or the connector's defaults)
-    "ccam": {"num_queries": 8},
-    "stc_connector_v35": {},
-}
+CONNECTORS = ("memory_bank", "ccam", "stc_connector_v35")
+"""memory_bank takes the preset's options (or its defaults); ccam gets as many queries as the memory bank has tokens,
+so the two differ only in how they read the frames; stc_connector_v35's tokens grow with the frames."""
 
 
 def peak_allocated_bytes(call: Callable[[], Any]) -> int:
@@ -64,14 +64,13 @@ def peak_allocated_bytes(call: Callable[[], Any]) -> int:
 
 def build(preset: str, connector: str) -> AVLMForCausalLM:
     """The preset's model with ``connector`` as its video connector (random init, seed 0)."""
-    torch.manual_seed(0)
     config = AVLMConfig.from_preset(preset)
-    options = CONNECTORS[connector]
-    if options is None:
-        preset_video = config.connectors["video"]
-        options = dict(preset_video.options) if preset_video.name == "memory_bank" else {}
-    connectors = {**{m: spec for m, spec in config.connectors.items()}, "video": {"name": connector,
-                                                                                  "options": options}}
+    preset_video = config.connectors["video"]
+    bank = dict(preset_video.options) if preset_video.name == "memory_bank" else {}
+    options = {"memory_bank": bank, "ccam": {"num_queries": MemoryBankConnector(8, 8, **bank).num_queries},
+               "stc_connector_v35": {}}[connector]
+    connectors = {**config.connectors, "video": ConnectorSpec(connector, options)}
+    torch.manual_seed(0)
     return AVLMForCausalLM(AVLMConfig.from_preset(preset, connectors=connectors))
 
 
@@ -86,6 +85,7 @@ def one_call(model: AVLMForCausalLM, frames: int, mode: str) -> Callable[[], Any
         return lambda: _infer(model, input_ids, pixels)
     set_trainable(model, TrainablePolicy(llm="full", encoders={m: "frozen" for m in model.encoders}))
     model.train()
+    model.zero_grad(set_to_none=True)  # every measured call allocates its gradients afresh
     return lambda: model(input_ids=input_ids, video_pixels=pixels, labels=input_ids).loss.backward()
 
 
@@ -95,7 +95,7 @@ def _infer(model: AVLMForCausalLM, input_ids: torch.Tensor, pixels: torch.Tensor
 
 
 def measure_rss(preset: str, connector: str, frames: int, mode: str) -> int:
-    """ru_maxrss (bytes) of a fresh process that builds the model and makes one call."""
+    """Peak resident set (bytes) of a fresh process that builds the model and makes one call."""
     code = (f"import sys; sys.argv = ['x', '--child', '{preset}', '{connector}', '{frames}', '{mode}']; "
             "import bench_temporal_memory as b; b.main()")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
@@ -106,7 +106,8 @@ def measure_rss(preset: str, connector: str, frames: int, mode: str) -> int:
 def _child(preset: str, connector: str, frames: int, mode: str) -> None:
     torch.set_num_threads(1)
     one_call(build(preset, connector), frames, mode)()
-    print(json.dumps({"rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+    status = Path("/proc/self/status").read_text()
+    print(json.dumps({"rss": int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE).group(1)) * 1024}))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="avlm-tiny-mbank", help="model shape (a preset name)")
     parser.add_argument("--frames", type=int, nargs="+", default=[8, 64, 512])
-    parser.add_argument("--connectors", nargs="+", default=list(CONNECTORS), choices=list(CONNECTORS))
+    parser.add_argument("--connectors", nargs="+", default=list(CONNECTORS), choices=CONNECTORS)
     parser.add_argument("--mode", choices=["infer", "train"], default="infer")
     parser.add_argument("--rss", action="store_true", help="also measure max RSS, one fresh process per run")
     args = parser.parse_args(argv)

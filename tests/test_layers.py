@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Bottom to top; a module belongs to the first layer one of whose prefixes it starts with.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("constants", ("avlm.constants",)),
+    ("constants", ("avlm.constants", "avlm._lazy", "avlm.resources")),
     ("modeling", ("avlm.modeling",)),
     ("processing", ("avlm.processing",)),
     ("convert", ("avlm.convert",)),

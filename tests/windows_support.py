@@ -4,6 +4,7 @@ window's frames and audio can be checked against the times at which they change.
 from __future__ import annotations
 
 import math
+import random
 from fractions import Fraction
 from pathlib import Path
 
@@ -24,7 +25,8 @@ def scene_at(time: float, scenes=SCENES) -> int:
 def write_scene_clip(path: str | Path, scenes=SCENES, *, fps: float = 10, side: int = 32,
                      audio_rate: int | None = 16000, audio_codec: str = "aac", audio_seconds: float | None = None,
                      frame_times: list[float] | None = None, gop: int = 10) -> Path:
-    """A clip of ``scenes``: each shows its colour (a frame-numbered white bar keeps frames distinct) and plays its tone.
+    """A clip of ``scenes``: each shows its colour (a white bar, longer each frame, keeps frames distinct) and plays
+    its tone.
 
     Args:
         path: where to write (the suffix picks the container).
@@ -44,7 +46,7 @@ def write_scene_clip(path: str | Path, scenes=SCENES, *, fps: float = 10, side: 
                                      options={"preset": "ultrafast", "g": str(gop), "bf": "0"})
         video.width = video.height = side
         video.pix_fmt = "yuv420p"
-        video.time_base = Fraction(1, 1000)
+        video.time_base = video.codec_context.time_base = Fraction(1, 1000)  # millisecond frame times
         sound = None
         if audio_rate is not None:
             sound = container.add_stream(audio_codec, rate=audio_rate)
@@ -59,6 +61,15 @@ def write_scene_clip(path: str | Path, scenes=SCENES, *, fps: float = 10, side: 
         if sound is not None:
             _write_tones(container, sound, scenes, audio_rate, audio_seconds if audio_seconds is not None else total)
     return path
+
+
+def variable_frame_times(seed: int = 0) -> list[float]:
+    """12 s of frame times for :func:`write_scene_clip`: frame durations of 50, 100 or 250 ms at random, and a still
+    held from 7.0 s to 9.5 s."""
+    rng, times = random.Random(seed), [0.0]
+    while times[-1] < 11.7:
+        times.append(round(times[-1] + rng.choice([0.05, 0.1, 0.25]), 3))
+    return sorted({time for time in times if not 7.0 < time < 9.5} | {9.5})
 
 
 def dominant_frequency(waveform: torch.Tensor, sample_rate: int) -> float:
@@ -105,7 +116,7 @@ def truncate(path: Path, out: Path, fraction: float) -> Path:
     return out
 
 
-def damage_packets(path: Path, out: Path, start: float, end: float, *, fps: float = 10, side: int = 32,
+def damage_packets(out: Path, start: float, end: float, *, fps: float = 10, side: int = 32,
                    seconds: float = 12.0) -> Path:
     """An .mkv clip like :func:`write_scene_clip` (no audio) whose video packets shown in ``[start, end)`` hold garbage
     after their first bytes: the container lists them, the decoder cannot decode them."""

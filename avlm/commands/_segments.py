@@ -10,12 +10,13 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
+from typing import Any
 
 from avlm.api import AVLM, DEFAULT_CAPTION_PROMPT
 from avlm.inference import ResultWriter
 from avlm.inference.job import JobSummary, print_summary, run_job
 from avlm.inference.options import generate_kwargs, load_from_args, num_workers_and_threads
-from avlm.inference.requests import AUTO
+from avlm.inference.requests import AUTO, Request
 from avlm.inference.results import drop_errors
 from avlm.inference.runner import default_batch_size
 from avlm.inference.summary import summary_work
@@ -58,6 +59,7 @@ def run_segments(args: argparse.Namespace, clips: list[Path]) -> int:
 
 
 def _load(args: argparse.Namespace) -> AVLM:
+    """The model, with ``--frames-per-segment`` frames per window; notes when windows outlast its audio input."""
     model = load_from_args(args)
     if args.frames_per_segment is not None:
         model.processor.config = dataclasses.replace(model.processor.config, num_frames=args.frames_per_segment)
@@ -68,8 +70,10 @@ def _load(args: argparse.Namespace) -> AVLM:
     return model
 
 
-def _run(args: argparse.Namespace, model: AVLM | None, writer: ResultWriter, requests, records, answer_field: str,
-         kwargs: dict, failed: list, unit: str, media_fields: bool = True) -> JobSummary:
+def _run(args: argparse.Namespace, model: AVLM | None, writer: ResultWriter, requests: list[Request],
+         records: list[dict[str, Any]], answer_field: str, kwargs: dict[str, Any], failed: list[dict[str, Any]],
+         unit: str, media_fields: bool = True) -> JobSummary:
+    """``run_job`` with the batching options (nothing to do when ``model`` is None: every request is done)."""
     device = model.device if model is not None else None
     workers = num_workers_and_threads(args, device) if device is not None else 0
     batch_size = args.batch_size or (default_batch_size(device) if device is not None else 1)

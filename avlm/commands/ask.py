@@ -20,6 +20,7 @@ from pathlib import Path
 
 from avlm.commands._model_arguments import add_model_arguments
 from avlm.commands._ray_arguments import add_ray_arguments
+from avlm.commands._window_arguments import add_window_arguments, check_window_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="remove the error lines of an earlier run from the output first, so they are retried")
     add_model_arguments(parser)
     add_ray_arguments(parser)
+    add_window_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,6 +45,9 @@ def run(args: argparse.Namespace) -> int:
 
     if (args.question is None) == (args.questions is None):
         raise ValueError("give either --question (with --video and/or --audio) or --questions FILE --output FILE")
+    check_window_arguments(args)
+    if args.segment is not None and (args.questions is not None or args.video is None):
+        raise ValueError("--segment answers one --question for each window of one --video")
     kwargs = generate_kwargs(args)
     if args.question is not None:
         if args.video is None and args.audio is None or args.output is not None:
@@ -53,11 +58,26 @@ def run(args: argparse.Namespace) -> int:
         model = load_from_args(args)
         if args.threads is not None:
             num_workers_and_threads(args, model.device)
+        if args.segment is not None:
+            return _print_windows(model.ask(args.question, video=args.video, audio=audio, segment=args.segment,
+                                            overlap=args.overlap, frames_per_segment=args.frames_per_segment,
+                                            **kwargs))
         print(model.ask(args.question, video=args.video, audio=audio, **kwargs))
         return 0
     if args.output is None or args.video is not None or args.audio is not None:
         raise ValueError("--questions takes --output FILE (and no --video/--audio: they are given per line)")
     return _run_file(args, kwargs)
+
+
+def _print_windows(windows: list) -> int:
+    """One line per window, ``HH:MM:SS.mmm --> HH:MM:SS.mmm  answer`` (or ``error: ...``); status 1 if none answered."""
+    # Imported here, not at the top, to keep `avlm --help` light (no torch/transformers).
+    from avlm.inference.subtitles import format_time
+
+    for window in windows:
+        text = window.text if window.ok else f"error: {window.error}"
+        print(f"{format_time(window.start, '.')} --> {format_time(window.end, '.')}  {text}")
+    return 0 if any(window.ok for window in windows) else 1
 
 
 def _run_file(args: argparse.Namespace, kwargs: dict) -> int:

@@ -8,7 +8,8 @@ Examples::
 Endpoints: POST /v1/chat/completions (stream: true for server-sent events), GET /v1/models, GET /health. Content
 parts: text, video_url, image_url, audio_url, input_audio (base64); per-request mm_processor_kwargs num_frames, fps,
 use_audio_in_video (default true: a video's own soundtrack goes in). Local paths are read only under --media-root;
-remote URLs only with --allow-remote-media. SIGTERM or Ctrl-C: stop accepting, finish the requests in flight, exit.
+remote URLs only with --allow-remote-media. SIGTERM or Ctrl-C: stop accepting, finish the requests in flight, exit
+(killed by SIGTERM, as uvicorn re-raises it; status 130 after Ctrl-C).
 See docs/serving.md.
 """
 
@@ -72,7 +73,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # Imported here, not at the top, to keep `avlm --help` light (no torch, transformers, fastapi).
-    import uvicorn
+    from vision.container import require
+
+    require("fastapi", "fastapi>=0.115")  # the serve extra: pip install "avlm[serve]"
+    uvicorn = require("uvicorn", "uvicorn>=0.30")
 
     from avlm.api import load
     from avlm.serving.app import create_app
@@ -93,5 +97,8 @@ def run(args: argparse.Namespace) -> int:
           f"{'required' if settings.api_key else 'not required'}; local media "
           f"{'under ' + str(settings.media_root) if settings.media_root else 'refused'}; remote media "
           f"{'allowed' if settings.allow_remote_media else 'refused'})", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=None)
+    try:  # on SIGTERM uvicorn finishes the requests in flight, then re-raises the signal: the process ends with it
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=None)
+    except KeyboardInterrupt:  # Ctrl-C, re-raised the same way after the graceful shutdown
+        return 130
     return 0

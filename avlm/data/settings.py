@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from avlm.data.annotations import AnnotationSource
+from avlm.resources import usable_cores
 
 AUTO_WORKERS_CAP = 4  # what the shipped recipes asked for before "auto"; each worker may cache decoded media
 
@@ -16,7 +17,7 @@ def auto_num_workers() -> int:
     """DataLoader workers for ``num_workers: auto``: the CPU cores this process may run on, shared with the other
     training processes of the node (torchrun's ``LOCAL_WORLD_SIZE``), less one for the training process itself, at
     most :data:`AUTO_WORKERS_CAP`; 0 when no core is left (decode in the training process)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     return max(0, min(AUTO_WORKERS_CAP, cores // processes - 1))
 

@@ -13,7 +13,6 @@ result at once. Results carry their request index, so callers key them by it: or
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,7 @@ from avlm.inference.requests import Prepared, PrepareDataset, Request
 from avlm.modeling.model import AVLMForCausalLM
 from avlm.processing.collator import collate
 from avlm.processing.processor import Processor
+from avlm.resources import usable_cores
 
 SAMPLING_SETTINGS = ("temperature", "top_p", "top_k")
 
@@ -51,11 +51,6 @@ class Result:
     @property
     def ok(self) -> bool:
         return self.error is None
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def default_num_workers() -> int:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from avlm.inference.requests import Request
-from avlm.inference.runner import run_requests
+from avlm.inference.runner import default_num_workers, run_requests
 from avlm.modeling.model import AVLMForCausalLM
 from avlm.processing.processor import Processor
 from vision.frame_table import read_frame_table
@@ -125,7 +125,7 @@ def plan_video(path: str | os.PathLike, segment: float, overlap: float = 0.0) ->
     table = read_frame_table(path)
     frames_end = table.timestamps[-1] + 1 / table.fps
     if table.duration - frames_end <= ENDS_EARLY:
-        return plan_windows(table.timestamps, max(table.duration, frames_end), segment, overlap)
+        return plan_windows(table.timestamps, table.duration, segment, overlap)
     windows = plan_windows(table.timestamps, frames_end, segment, overlap)
     problem = (f"{table.path}: no video frames after {frames_end:.3f} s although the file states a duration of "
                f"{table.duration:.3f} s (truncated or damaged file?)")
@@ -140,8 +140,10 @@ def window_requests(video: str, windows: Sequence[Window], question: str, audio:
 
 def answer_windows(model: AVLMForCausalLM, processor: Processor, video: str | os.PathLike, question: str, *,
                    segment: float, overlap: float = 0.0, frames_per_segment: int | None = None, audio: Any,
-                   batch_size: int, num_workers: int, generate_kwargs: dict[str, Any]) -> list[WindowResult]:
+                   batch_size: int, num_workers: int | None, generate_kwargs: dict[str, Any]) -> list[WindowResult]:
     """Plan the windows of one video and answer ``question`` for each (the Python API's ``segment=``).
+
+    ``num_workers`` None: one decoding worker per core but one, at most one per window but one.
 
     Raises:
         FileNotFoundError, MediaError: the file cannot be read at all (a window that cannot be read gives a
@@ -156,6 +158,8 @@ def answer_windows(model: AVLMForCausalLM, processor: Processor, video: str | os
     results = {window.segment: WindowResult(window.segment, window.start, window.end, None, window.error)
                for window in windows}
     requests = window_requests(video, readable, question, audio)
+    if num_workers is None:
+        num_workers = min(default_num_workers(), max(len(requests) - 1, 0))
     for batch in run_requests(model, processor, requests, batch_size=batch_size, num_workers=num_workers,
                               generate_kwargs=generate_kwargs):
         for result in batch:

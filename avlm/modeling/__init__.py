@@ -7,7 +7,7 @@ use (PEP 562), so ``import avlm.modeling.presets`` stays free of transformers; i
 ``AutoModelForCausalLM``.
 """
 
-import importlib
+from avlm._lazy import lazy_exports
 
 _EXPORTS = {
     "AVLMConfig": "avlm.modeling.configuration",
@@ -21,10 +21,4 @@ _EXPORTS = {
     "PRESETS": "avlm.modeling.presets",
     "Preset": "avlm.modeling.presets",
 }
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'avlm.modeling' has no attribute {name!r}; it exports {__all__}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -5,7 +5,7 @@ Imports ``avlm.constants``, ``avlm.modeling`` and the ``audio`` and ``vision`` p
 use (PEP 562): ``import avlm.processing.collator`` needs torch only.
 """
 
-import importlib
+from avlm._lazy import lazy_exports
 
 _EXPORTS = {
     "MediaConfig": "avlm.processing.media",
@@ -20,10 +20,4 @@ _EXPORTS = {
     "encode_with_placeholders": "avlm.processing.prompt",
     "train_tiny_tokenizer": "avlm.processing.tokenizer",
 }
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'avlm.processing' has no attribute {name!r}; it exports {__all__}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import ray
 import ray.data
 
-from avlm.scale._faults import fault_env
 from avlm.scale.config import ScaleConfig
 from avlm.scale.crashes import CrashLedger
 from avlm.scale.decode import decode_batch
@@ -42,14 +41,22 @@ def answer(requests: ray.data.Dataset, config: ScaleConfig) -> ray.data.Dataset:
         A lazy dataset: the input columns plus ``text``, ``error``, ``num_frames``, ``has_audio``, ``seconds``. A clip
         that cannot be read (or keeps killing its decode worker) has ``error`` set and a null ``text``.
     """
-    env = fault_env()
-    runtime_env = {"env_vars": env} if env else None
-    decode_rows = config.decode_batch_size or config.model_batch_size
-    decoded = requests.repartition(target_num_rows_per_block=decode_rows).map_batches(
+    return model_stage(decode_stage(requests, config), config)
+
+
+def decode_stage(requests: ray.data.Dataset, config: ScaleConfig) -> ray.data.Dataset:
+    """The decode stage alone: request rows -> decoded rows (:mod:`avlm.scale.decode`), in blocks of
+    ``decode_batch_size`` requests, one task (one CPU) per block."""
+    rows = config.decode_batch_size or config.model_batch_size
+    return requests.repartition(target_num_rows_per_block=rows).map_batches(
         decode_batch, fn_kwargs={"config": config, "ledger": CrashLedger.remote()}, batch_size=None,
         batch_format="pyarrow", compute=ray.data.TaskPoolStrategy(size=config.decode_concurrency), num_cpus=1,
-        max_calls=DECODE_TASKS_PER_WORKER, runtime_env=runtime_env)
+        max_calls=DECODE_TASKS_PER_WORKER)
+
+
+def model_stage(decoded: ray.data.Dataset, config: ScaleConfig) -> ray.data.Dataset:
+    """The model stage alone: decoded rows -> result rows, ``concurrency`` replicas (:mod:`avlm.scale.replica`)."""
     return decoded.map_batches(
         ModelReplica, fn_constructor_kwargs={"config": config}, batch_size=config.model_batch_size,
         batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=config.concurrency),
-        num_cpus=config.num_cpus, num_gpus=config.num_gpus or None, runtime_env=runtime_env)
+        num_cpus=config.num_cpus, num_gpus=config.num_gpus or None)

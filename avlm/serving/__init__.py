@@ -8,7 +8,8 @@ One concept per module:
 - :mod:`avlm.serving.content`: the messages and their content parts -> question, system prompt, media references.
 - :mod:`avlm.serving.media`: media references -> local files, inside the media root, size-capped.
 - :mod:`avlm.serving.rows`: per-row stopping and text (max tokens, EOS, stop strings, streamed deltas).
-- :mod:`avlm.serving.engine`: the decoding pool and the batching generation thread.
+- :mod:`avlm.serving.decoding`: the pool of threads that fetch and prepare each request's media.
+- :mod:`avlm.serving.engine`: admission, the generation queue and the batching generation thread.
 - :mod:`avlm.serving.responses`: OpenAI response objects and server-sent events.
 - :mod:`avlm.serving.app`: the FastAPI application (routes, API key, error handlers, lifespan).
 

@@ -1,7 +1,8 @@
 """The FastAPI application of ``avlm serve``: routes, the API key, OpenAI-style errors and the engine's lifetime.
 
 Routes: ``POST /v1/chat/completions`` (JSON or, with ``stream: true``, server-sent events), ``GET /v1/models``,
-``GET /health`` (open even with an API key: ``{"status": "ok", "requests_in_flight": n}``).
+``GET /health`` (open even with an API key: ``{"status": "ok", "requests_in_flight", "generate_calls",
+"requests_generated"}``; the last two give the mean batch size).
 
 Every refused request is a JSON error in OpenAI's format with a 4xx status (a 503 when ``max_queued`` requests are in
 flight); only a failure of the model itself is a 500. The engine starts with the application and stops after uvicorn
@@ -28,6 +29,7 @@ from avlm.serving.content import parse_messages
 from avlm.serving.engine import Engine, Job
 from avlm.serving.errors import APIError, bad_request, error_body
 from avlm.serving.responses import Reply, completion, stream_events
+from avlm.serving.rows import RowOutcome
 from avlm.serving.schema import generation_settings, parse_request
 from avlm.serving.settings import ServeSettings
 
@@ -48,13 +50,13 @@ def create_app(model: AVLM, settings: ServeSettings) -> FastAPI:
             await asyncio.to_thread(engine.stop)
 
     app = FastAPI(title="avlm serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.engine = engine
     _add_error_handlers(app)
     authorized = [Depends(_api_key_check(settings.api_key))]
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "requests_in_flight": engine.in_flight}
+        return {"status": "ok", "requests_in_flight": engine.in_flight, "generate_calls": engine.generate_calls,
+                "requests_generated": engine.requests_generated}
 
     @app.get("/v1/models", dependencies=authorized)
     async def models() -> dict[str, Any]:
@@ -91,7 +93,7 @@ def create_app(model: AVLM, settings: ServeSettings) -> FastAPI:
     return app
 
 
-async def _outcome(job: Job) -> Any:
+async def _outcome(job: Job) -> RowOutcome:
     while True:
         kind, value = await job.events.get()
         if kind == "done":
@@ -101,18 +103,22 @@ async def _outcome(job: Job) -> Any:
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with a 413 as soon as it is longer than ``limit`` (declared or streamed)."""
+    """The body, or a 413 when it is longer than ``limit``. The excess is read and dropped (up to 4 x ``limit``) so
+    that a client still sending gets the error instead of a reset connection; nothing over ``limit`` is kept."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isdigit() and int(declared) > 4 * limit:
         raise APIError(413, f"the request body is {int(declared)} bytes; this server takes up to {limit} "
                             "(--max-media-mb sets it)", code="request_too_large")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > limit:
-            raise APIError(413, f"the request body is over {limit} bytes (--max-media-mb sets the limit)",
-                           code="request_too_large")
-        chunks.append(chunk)
+        if size > 4 * limit:
+            break
+        if size <= limit:
+            chunks.append(chunk)
+    if size > limit:
+        raise APIError(413, f"the request body is over {limit} bytes; this server takes up to {limit} "
+                            "(--max-media-mb sets it)", code="request_too_large")
     return b"".join(chunks)
 
 

@@ -62,6 +62,8 @@ class _Window:
     """Learning rate per parameter group of the last step."""
     """Of the last step, before clipping (None without train.max_grad_norm)."""
     times: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TIMES, 0.0))
+    media_norms: dict[str, float] = field(default_factory=dict)
+    """Mean token L2 norm per source (text, video, audio) of the last step (:mod:`avlm.train.norms`)."""
 
 
 @dataclass
@@ -188,7 +190,12 @@ def _train_steps(run: _Run, stop_at: int | None) -> list[float]:
     with progress_bar(run.main) as bar:
         task = bar.add_task("train", total=run.steps, completed=run.step, loss="-", lr="-", rate="")
         while run.step < min(run.steps, stop_at or run.steps):
+            logged = (run.step + 1) % config.log_every == 0 or run.step + 1 == run.steps
+            run.forward.norms.active = logged
             losses.append(_step(run, stream, window))
+            run.forward.norms.active = False
+            if logged:
+                window.media_norms = run.forward.norms.values
             run.step += 1
             if run.step % config.log_every == 0 or run.step == run.steps:
                 run.samples += window.samples
@@ -277,5 +284,5 @@ def _metrics_line(step: int, epoch: int, window: _Window, samples: int) -> dict:
     return {"step": step, "epoch": epoch, "loss": window.loss / window.steps, "lr": window.rates,
             "grad_norm": window.grad_norm, "samples": samples, "samples_per_s": window.samples / seconds,
             "tokens_per_s": window.tokens / seconds,
-            "media_errors": window.media_errors,
+            "media_errors": window.media_errors, "media_norms": window.media_norms,
             "time": {name: value / window.steps for name, value in window.times.items()}}

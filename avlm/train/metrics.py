@@ -4,10 +4,13 @@ A metrics line::
 
     {"step": 20, "epoch": 0, "loss": 2.31, "lr": {"connectors": 1e-3, "lora": 2e-4}, "grad_norm": 0.8,
      "samples": 160, "samples_per_s": 12.5, "tokens_per_s": 4100.0, "media_errors": 0,
+     "media_norms": {"text": 0.16, "video": 2.9, "audio": 1.7},
      "time": {"data_wait": 0.01, "vision": 0.12, "audio": 0.05, "connectors": 0.01, "llm_forward": 0.30,
               "backward": 0.55, "optimizer": 0.02}}
 
-Times are seconds per step, averaged over the steps since the previous line (main process).
+Times are seconds per step, averaged over the steps since the previous line (main process). ``media_norms``: mean L2
+norm per token of the text embeddings and of each modality's connector output, in the line's last step
+(:mod:`avlm.train.norms`).
 """
 
 from __future__ import annotations

@@ -31,14 +31,16 @@ from torch import nn
 from avlm.constants import IGNORE_INDEX
 from avlm.modeling.model import AVLMForCausalLM
 from avlm.processing.collator import Batch
+from avlm.train.norms import TokenNorms
 
 STAGES = ("vision", "audio", "connectors", "llm_forward")
 ENCODER_STAGES = {"video": "vision", "audio": "audio"}
 
 
 class TrainingForward(nn.Module):
-    """``forward(batch, num_items, world_size) -> loss``; ``times`` holds the last call's stage seconds and
-    ``tokens`` its LLM tokens (text + media, without padding).
+    """``forward(batch, num_items, world_size) -> loss``; ``times`` holds the last call's stage seconds,
+    ``tokens`` its LLM tokens (text + media, without padding) and ``norms`` the token norms of the calls made while
+    ``norms.active`` (:class:`avlm.train.norms.TokenNorms`).
 
     Args:
         model: the model.
@@ -58,6 +60,7 @@ class TrainingForward(nn.Module):
             _time_module(encoder, ENCODER_STAGES[modality], self.times, self._sync)
         for connector in model.connectors.values():
             _time_module(connector, "connectors", self.times, self._sync)
+        self.norms = TokenNorms(model)
 
     def forward(self, batch: Batch, num_items: torch.Tensor, world_size: int = 1) -> torch.Tensor:
         """Loss of one micro-batch: summed token loss / ``num_items`` x ``world_size`` (a scalar tensor)."""
@@ -69,6 +72,7 @@ class TrainingForward(nn.Module):
             out = self.model(inputs_embeds=merged.inputs_embeds, attention_mask=merged.attention_mask,
                              position_ids=merged.position_ids, labels=merged.labels, num_items_in_batch=num_items,
                              pack=self.pack)
+        self.norms.finish(batch.input_ids, batch.attention_mask)
         mask = batch.attention_mask_cpu if batch.attention_mask_cpu is not None else batch.attention_mask
         self.tokens = int(mask.sum()) - merged.media_items + merged.media_tokens
         loss = out.loss * world_size
