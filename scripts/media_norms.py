@@ -29,31 +29,32 @@ def mean_norm(tokens: torch.Tensor) -> float:
     return float(tokens.reshape(-1, tokens.shape[-1]).float().norm(dim=-1).mean())
 
 
+def build_connector_of(case: dict) -> torch.nn.Module | None:
+    """The avlm connector of a fixture case at PyTorch's default init (None for other kinds)."""
+    config = case.get("constructor", {}).get("config", {})
+    if case.get("mm_projector_type") == "stc_connector_v35":
+        return STCConnectorV35(config["mm_hidden_size"], config["hidden_size"])
+    if case["kind"] == "audio_projector_mlp2x_gelu":
+        return MLPProjector(config["mm_hidden_size_a"], config["hidden_size_a"])
+    return None
+
+
 def fixture_rows(root: Path, seeds: int) -> list[dict]:
     """Per STC V35 / mlp2x_gelu case: input, reference output (its re-initialised weights) and the same connector at
     PyTorch's default init (the reference builds its projectors after loading the LLM, so they get that init)."""
     rows = []
-    for case_dir in sorted(root.iterdir()):
-        case_file = case_dir / "case.json"
-        if not case_file.is_file():
-            continue
+    for case_file in sorted(root.glob("*/case.json")):
         case = json.loads(case_file.read_text())
-        if case.get("mm_projector_type") == "stc_connector_v35":
-            config = case["constructor"]["config"]
-            build = lambda c=config: STCConnectorV35(c["mm_hidden_size"], c["hidden_size"])  # noqa: E731
-        elif case["kind"] == "audio_projector_mlp2x_gelu":
-            config = case["constructor"]["config"]
-            build = lambda c=config: MLPProjector(c["mm_hidden_size_a"], c["hidden_size_a"])  # noqa: E731
-        else:
+        if build_connector_of(case) is None:
             continue
-        io = load_file(str(case_dir / "io.safetensors"))
+        io = load_file(str(case_file.parent / "io.safetensors"))
         defaults = []
         for seed in range(seeds):
             torch.manual_seed(seed)
             with torch.no_grad():
-                defaults.append(mean_norm(build().eval()(io["input"])))
-        rows.append({"case": case_dir.name, "input": mean_norm(io["input"]), "reference_output": mean_norm(io["output"]),
-                     "default_init_output": sum(defaults) / len(defaults)})
+                defaults.append(mean_norm(build_connector_of(case).eval()(io["input"])))
+        rows.append({"case": case_file.parent.name, "input": mean_norm(io["input"]),
+                     "reference_output": mean_norm(io["output"]), "default_init_output": sum(defaults) / len(defaults)})
     return rows
 
 
@@ -67,8 +68,9 @@ def official_tiny_row(root: Path) -> dict | None:
     start, end = case["samples"]["av"]["multimodal_span"]
     embeds = io["av.inputs_embeds"][0]
     text = torch.cat([embeds[:start], embeds[end:]])
-    return {"case": "videollama2_av_tiny (av sample)", "text": mean_norm(text), "video": mean_norm(io["av.video_tokens"]),
-            "audio": mean_norm(embeds[start:end][io["av.video_tokens"].shape[1]:])}
+    video = io["av.video_tokens"]
+    return {"case": "videollama2_av_tiny (av sample)", "text": mean_norm(text), "video": mean_norm(video),
+            "audio": mean_norm(embeds[start:end][video.shape[1]:])}
 
 
 def model_row(recipe_path: Path, overrides: list[str], batches: int) -> dict:

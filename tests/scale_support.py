@@ -14,10 +14,7 @@ from pathlib import Path
 
 import pytest
 
-# Not imported from avlm.scale, which needs Ray (maybe absent here): avlm.scale._faults.VARIABLE and the driver's
-# preloading of the stages' modules into new Ray workers (avlm.scale.driver).
-VARIABLE = "AVLM_TEST_FAULTS"
-PRELOAD, PRELOADED = "RAY_preload_python_modules", "avlm.scale.decode,avlm.scale.replica"
+VARIABLE = "AVLM_TEST_FAULTS"  # avlm.scale._faults.VARIABLE (not imported: avlm.scale needs Ray, maybe absent here)
 
 RAY_OPTIONS = ["--max-new-tokens", "4", "--batch-size", "2"]
 """Generation and batching of every Ray run in the tests (small: the model stage then costs little)."""
@@ -30,7 +27,6 @@ def ray_cluster(tmp_path_factory) -> Iterator[str]:
     ray = pytest.importorskip("ray")
     if not ray.is_initialized():
         os.environ[VARIABLE] = str(tmp_path_factory.mktemp("ray-faults") / "faults")
-        os.environ.setdefault(PRELOAD, PRELOADED)  # as avlm.scale.driver.connect does for a local cluster
         ray.init(num_cpus=2, include_dashboard=False, object_store_memory=256 * 2**20, log_to_driver=False)
     import ray.data
 

@@ -28,7 +28,8 @@ KEY = "test-key"
 QUESTION = "What happens here?"
 FULL = {"max_new_tokens": 6, "eos_token_id": None}  # what a request with max_tokens=6 and ignore_eos generates
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+# one server for the module; with `pytest -n 2 --dist loadgroup` its tests also stay on one worker (one start)
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.xdist_group("serve")]
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,14 @@
-"""`avlm serve` under load, without an API key: 16 concurrent clients send 200 requests (each with a time limit) that
-mix greedy settings (token limits, EOS on and off, a stop string, streaming); no 5xx, every answer equals the answer
-the same request gets alone, and requests were generated together. A smoke run of scripts/bench_serve.py. Last,
-SIGTERM with requests in flight: the server stops accepting connections, finishes every request (queued, generating,
-streaming) with its full answer, then exits."""
+"""`avlm serve` without an API key, under load, then stopped with SIGTERM, in one test (one server start, however
+pytest-xdist spreads the tests):
+
+1. no key needed;
+2. 16 concurrent clients send 200 requests (each with a time limit) that mix greedy settings (token limits, EOS on
+   and off, a stop string, streaming): no 5xx, every answer equals the answer the same request gets alone, and the
+   requests were generated in batches;
+3. a smoke run of scripts/bench_serve.py against the server;
+4. SIGTERM with requests in flight: the server stops accepting connections, finishes every request (generating and
+   streaming) with its full answer, then exits.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +23,7 @@ from pathlib import Path
 
 import pytest
 from infer_support import write_clips
-from serve_support import chat, get, part, post, start_server, text
+from serve_support import Server, chat, get, part, post, start_server, text
 
 openai = pytest.importorskip("openai")
 
@@ -26,25 +32,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 import bench_serve  # noqa: E402
 
 QUESTIONS = ("What happens?", "Describe the sound and the picture in one sentence, please.")
+TOKENS = 200  # long enough that the requests are still being generated when SIGTERM arrives
 
 
-@pytest.fixture(scope="module")
-def root(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("serve-load") / "media"
-    write_clips(folder, 4)
-    return folder
+def test_keyless_server_under_load_then_sigterm(tiny_dir, tmp_path, capsys) -> None:
+    root = tmp_path / "media"
+    write_clips(root, 4)
+    server = start_server(tiny_dir, tmp_path / "server.log", "--media-root", str(root), "--decode-workers", "2",
+                          "--max-batch-size", "8", "--batch-wait-ms", "20")
+    try:
+        _no_key_needed(server)
+        _load(server)
+        _bench_smoke(server, root, capsys)
+        _sigterm_with_requests_in_flight(server)
+    finally:
+        server.stop()
 
 
-@pytest.fixture(scope="module")
-def server(tiny_dir, root, tmp_path_factory):
-    log = tmp_path_factory.mktemp("serve-load-log") / "server.log"
-    server = start_server(tiny_dir, log, "--media-root", str(root), "--decode-workers", "2", "--max-batch-size", "8",
-                          "--batch-wait-ms", "20")
-    yield server
-    assert server.stop() == -signal.SIGTERM, log.read_text()  # stopped here or by the last test
+def _no_key_needed(server: Server) -> None:
+    status, body = post(f"{server.url}/v1/chat/completions", chat([part("video_url", "clip00.mp4")], max_tokens=2))
+    assert status == 200 and body["choices"][0]["finish_reason"] == "length"
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="anything", max_retries=0)
+    assert [card.id for card in client.models.list()] == ["tiny"]
 
 
-def distinct_requests() -> list[dict]:
+def _distinct_requests() -> list[dict]:
     """Eight different requests: 4 clips x 2 questions, with different token limits, EOS on/off and a stop."""
     requests = []
     for index in range(8):
@@ -56,7 +68,7 @@ def distinct_requests() -> list[dict]:
     return requests
 
 
-def answer(client, request: dict) -> str:
+def _answer(client, request: dict) -> str:
     fields = dict(request)
     content, stream = fields.pop("content"), fields.pop("stream")
     extra = {"ignore_eos": fields.pop("ignore_eos")}
@@ -67,23 +79,16 @@ def answer(client, request: dict) -> str:
     return reply.choices[0].message.content
 
 
-def test_no_api_key_needed(server) -> None:
-    status, body = post(f"{server.url}/v1/chat/completions", chat([part("video_url", "clip00.mp4")], max_tokens=2))
-    assert status == 200 and body["choices"][0]["finish_reason"] == "length"
-    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="anything", max_retries=0)
-    assert [card.id for card in client.models.list()] == ["tiny"]
-
-
-def test_16_clients_200_requests_no_5xx_every_answer_as_alone(server) -> None:
+def _load(server: Server) -> None:
     client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="none", max_retries=0, timeout=60)
-    requests = distinct_requests()
-    alone = [answer(client, request) for request in requests]  # one at a time: batches of one
+    requests = _distinct_requests()
+    alone = [_answer(client, request) for request in requests]  # one at a time: batches of one
     assert len(set(alone)) > 4  # the answers depend on the request
     before = get(f"{server.url}/health")[1]
 
     def one(index: int) -> tuple[int, str | Exception]:
         try:
-            return index % 8, answer(client, requests[index % 8])
+            return index % 8, _answer(client, requests[index % 8])
         except openai.APIError as error:  # counted below; a timeout is an APIError too
             return index % 8, error
 
@@ -100,7 +105,8 @@ def test_16_clients_200_requests_no_5xx_every_answer_as_alone(server) -> None:
     assert after["requests_in_flight"] == 0
 
 
-def test_bench_serve_smoke(server, root, capsys) -> None:
+def _bench_smoke(server: Server, root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
     assert bench_serve.main(["--url", server.url, "--media-root", str(root), "--model-name", "tiny", "--requests", "6",
                              "--concurrency", "3", "--clips", "2", "--resolution", "64x48", "--seconds", "1",
                              "--max-tokens", "3"]) == 0
@@ -112,11 +118,7 @@ def test_bench_serve_smoke(server, root, capsys) -> None:
     assert re.search(r"ratio concurrent / one at a time: \d+\.\d\dx requests/s; identical answers 6/6", out)
 
 
-TOKENS = 200  # long enough that the requests are still being generated when SIGTERM arrives
-
-
-def test_sigterm_finishes_requests_in_flight_then_exits(server) -> None:
-    """Stops this module's server, so it is the module's last test."""
+def _sigterm_with_requests_in_flight(server: Server) -> None:
     client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="none", max_retries=0, timeout=120)
     messages = [{"role": "user", "content": [part("video_url", "clip00.mp4"), text("What happens?")]}]
 

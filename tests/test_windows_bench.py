@@ -16,10 +16,10 @@ import bench_windows  # noqa: E402
 def test_bench_windows_smoke(capsys, tmp_path) -> None:
     threads = torch.get_num_threads()
     try:
-        assert bench_windows.main(["--seconds", "7", "--segment", "3", "--frames", "4", "--backend", "pyav",
+        assert bench_windows.main(["--seconds", "7", "--segment", "3", "--frames", "4", "--backends", "pyav",
                                    "--keep", str(tmp_path)]) == 0
     finally:
         torch.set_num_threads(threads)  # the script runs on one thread
     out = capsys.readouterr().out
     assert "3 windows of 3 s" in out and "frames equal in every window" in out
-    assert re.search(r"^ratio: \d+\.\d\dx", out, re.MULTILINE)
+    assert re.search(r"^ratio \(pyav\): \d+\.\d\dx", out, re.MULTILINE)

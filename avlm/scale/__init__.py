@@ -25,13 +25,21 @@ says so. Example (Parquet in, Parquet out)::
     results.write_parquet("captions/")                           # the input columns + text, error, num_frames, ...
 """
 
+import importlib
+
 try:
     import ray  # noqa: F401  (checked here so that every module of the package can assume it)
-except ImportError as error:  # pragma: no cover - exercised in a subprocess by tests/test_scale_api.py
+except ImportError as error:  # exercised in a subprocess by tests/test_scale_api.py
     raise ImportError("avlm.scale (avlm caption/ask/eval --ray, --plan) needs Ray Data; install it with: "
                       'pip install "avlm[ray]"') from error
 
-from avlm.scale.config import ScaleConfig
-from avlm.scale.pipeline import answer
+# Loaded on first use (PEP 562), so that a Ray worker that only needs a light module of the package (the crash
+# ledger actor) does not import torch and transformers.
+_EXPORTS = {"ScaleConfig": "avlm.scale.config", "answer": "avlm.scale.pipeline"}
+__all__ = sorted(_EXPORTS)
 
-__all__ = ["ScaleConfig", "answer"]
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'avlm.scale' has no attribute {name!r}")

@@ -25,10 +25,6 @@ from avlm.scale.config import ScaleConfig
 from avlm.scale.pipeline import answer
 from avlm.scale.rows import requests_table, result_of
 
-PRELOADED_MODULES = "avlm.scale.decode,avlm.scale.replica"
-"""Imported by every new worker of a local cluster before it takes work (Ray's ``RAY_preload_python_modules``); set
-it on ``ray start`` of a multi-node cluster too: a worker replacing a crashed one is then warm sooner."""
-
 INPUT_BLOCK_ROWS = 4096
 """Requests per block of the input dataset the driver builds (the decode stage splits them further)."""
 
@@ -40,8 +36,6 @@ def connect(address: str | None) -> bool:
     if ray.is_initialized():
         return False
     local = address is None and "RAY_ADDRESS" not in os.environ
-    if local:  # the workers Ray starts ahead import the stages' modules (torch, transformers) before they are needed
-        os.environ.setdefault("RAY_preload_python_modules", PRELOADED_MODULES)
     ray.init(address=address, **({"include_dashboard": False} if local else {}))
     ray.data.DataContext.get_current().enable_progress_bars = False  # the job draws its own bar
     return True

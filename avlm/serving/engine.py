@@ -30,7 +30,8 @@ import torch
 from transformers import StoppingCriteriaList
 
 from avlm.api import AVLM
-from avlm.inference.runner import default_num_workers, generate_texts, usable_cores
+from avlm.inference.runner import default_num_workers, generate_texts
+from avlm.resources import usable_cores
 from avlm.serving.content import Conversation
 from avlm.serving.decoding import Decoded, Decoder, pin_torch_threads
 from avlm.serving.errors import APIError

@@ -4,7 +4,8 @@ A checkpoint is written into ``.tmp-step-XXXXXX`` next to it, every file fsynced
 (atomic on one file system); a crash mid-write leaves only a ``.tmp-*`` folder, which resuming ignores and the next
 save of that step replaces. Contents::
 
-    state.json              step, sampler position (epoch, batches done + its fingerprint), samples seen
+    state.json              step, sampler position (epoch, batches done + its fingerprint), samples seen, the step
+                            layout and the recipe settings the run computes from (a resume must match both)
     trainables.safetensors  every parameter with requires_grad (LoRA adapters, connectors, ...), model names
     optimizer.pt            optimizer.state_dict()
     scheduler.pt            scheduler.state_dict()

@@ -28,7 +28,7 @@ from avlm.train.checkpoints import (
 from avlm.train.distributed import is_sharded, make_accelerator, process_info, run_all_encoders
 from avlm.train.final import write_final
 from avlm.train.metrics import MetricsLog, format_fields, progress_bar
-from avlm.train.recipe import Recipe
+from avlm.train.recipe import Recipe, changed_settings, resume_settings
 from avlm.train.setup import TrainingSetup, build_optimizer, build_scheduler, build_setup, total_steps
 from avlm.train.stages import STAGES, TrainingForward, labelled_tokens
 from avlm.train.stream import DataStream
@@ -165,6 +165,11 @@ def _restore(run: _Run) -> None:
     if state.get("layout") != layout:
         raise ValueError(f"cannot resume {resume}: it was written with {state.get('layout')}, this run has {layout}; "
                          "resume with the same processes, batch_size and grad_accum (or start a new output_dir)")
+    changed = changed_settings(state.get("settings"), resume_settings(run.recipe))
+    if changed:
+        raise ValueError(f"cannot resume {resume}: it was written by a run with other settings: {'; '.join(changed)}. "
+                         "Continuing it would give neither that run nor a fresh run of these settings; resume with "
+                         "the same settings or start a new output_dir")
     run.setup.data.sampler.load_state_dict(state["sampler"])
     run.step, run.samples = state["step"], state["samples"]
     read_rng(resume, run.accelerator.process_index)
@@ -208,7 +213,7 @@ def _train_steps(run: _Run, stop_at: int | None) -> list[float]:
             every = config.save_every
             if (every is not None and (run.step % every == 0 or run.step == run.steps)) or run.step == stop_at:
                 state = {"sampler": stream.state_dict(), "samples": run.samples + window.samples,
-                         "layout": _layout(run)}
+                         "layout": _layout(run), "settings": resume_settings(run.recipe)}
                 write_checkpoint(run.root, run.step, run.accelerator, run.setup.model, run.optimizer, run.scheduler,
                                  state, run.sharded, config.keep_last)
                 metrics.plot(force=True)

@@ -9,17 +9,24 @@ Sections: ``model`` (what to start from), ``data`` (:class:`avlm.data.DataConfig
 from __future__ import annotations
 
 import importlib.resources
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from avlm.data.settings import DataConfig
 from avlm.modeling.lora import LoRAConfig
 from avlm.modeling.trainable import TrainablePolicy
 from avlm.recipe_docs import find_recipe
-from avlm.recipe_loading import load_config
+from avlm.recipe_loading import dump_config, load_config
 
 PART_LR_KEYS = ("connectors", "lora", "encoders", "llm")
+RESUME_MAY_CHANGE = frozenset({"train.output_dir", "train.resume", "train.log_every", "train.save_every",
+                               "train.keep_last", "train.merge_lora", "data.num_workers", "data.cache_media",
+                               "data.check_media", "distributed.timeout_minutes"})
+"""Recipe fields a resumed run may set differently: where, how often and in what form it writes, how it loads the
+data; not what it computes."""
 
 
 @dataclass
@@ -164,3 +171,25 @@ def load_recipe(recipe: str | Path | None, overrides: list[str] | tuple[str, ...
         return load_config(Recipe, None, overrides)
     with importlib.resources.as_file(find_recipe(recipe)) as path:
         return load_config(Recipe, path, overrides)
+
+
+def resume_settings(recipe: Recipe) -> dict[str, Any]:
+    """What a run computes from: every recipe field but :data:`RESUME_MAY_CHANGE`, as ``{"section.field": value}``
+    (JSON data). Checkpoints store it; a run resumed under other values would continue neither that run nor a fresh
+    run of its own settings."""
+    settings = {}
+    for section, value in dump_config(recipe).items():
+        for name, item in (value.items() if isinstance(value, dict) else [(None, value)]):
+            key = section if name is None else f"{section}.{name}"
+            if key not in RESUME_MAY_CHANGE:
+                settings[key] = item
+    return json.loads(json.dumps(settings))
+
+
+def changed_settings(saved: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[str]:
+    """``"key (saved X, now Y)"`` for every field both hold with different values; none for a checkpoint written
+    before checkpoints stored their settings (``saved`` None)."""
+    if saved is None:
+        return []
+    return [f"{key} (saved {saved[key]!r}, now {value!r})" for key, value in current.items()
+            if key in saved and saved[key] != value]
