@@ -54,7 +54,8 @@ def test_memory_bank_connector_streams_chunks_like_one_call() -> None:
     assert reached[-1] > 0 and reached[:-1].eq(0).all()  # banks are detached: only the last step gets gradients
     with pytest.raises(ValueError, match="more than max_frames=4 frames"):
         fusion.build_connector("memory_bank", 12, 16, max_frames=4)(torch.randn(1, 5, 2, 12))
-    with pytest.raises(ValueError, match="memory_length must be a positive int; got 0; hidden_dim 12 must be divisible by num_heads 5"):
+    with pytest.raises(ValueError, match="memory_length must be a positive int; got 0; hidden_dim 12 must be "
+                                         "divisible by num_heads 5"):
         fusion.build_connector("memory_bank", 12, 16, num_heads=5, memory_length=0)
 
 

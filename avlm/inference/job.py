@@ -60,7 +60,7 @@ class JobSummary:
         return self.total > self.skipped and self.done == 0
 
 
-def run_job(model: AVLM, writer: ResultWriter, requests: Sequence[Request], records: Sequence[dict[str, Any]],
+def run_job(model: AVLM | None, writer: ResultWriter, requests: Sequence[Request], records: Sequence[dict[str, Any]],
             answer_field: str, *, batch_size: int, num_workers: int, generate_kwargs: dict[str, Any],
             failed: Sequence[dict[str, Any]] = (), unit: str = "clips", runner: Runner | None = None,
             media_fields: bool = True) -> JobSummary:

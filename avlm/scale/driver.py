@@ -1,7 +1,7 @@
 """The driver of ``avlm caption / ask / eval --ray``: join a cluster, stream the results into the resumable job.
 
 The command discovers its inputs and builds its requests as without ``--ray``; :func:`avlm.inference.job.run_job`
-drops those already in the output file (the same resume rule) and hands the rest to :func:`ray_runner`, which streams
+drops those already in the output file (the same resume rule) and hands the rest to :func:`ray_results`, which streams
 them as a Ray Dataset through :func:`avlm.scale.answer` and yields each finished block of results back. ``run_job``
 writes each line through the fsynced :class:`avlm.inference.ResultWriter`, so the file, its keys, resuming after a
 kill (even ``kill -9`` of the driver) and ``--retry-errors`` are those of the single-process job. A result that Ray
