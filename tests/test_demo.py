@@ -1,11 +1,12 @@
 """avlm demo end to end at toy size: data, a short training run, evaluation with ablations, captions, the report;
-and the avlm-demo preset's tokenizer."""
+the avlm-demo preset's tokenizer; the --full settings at toy size."""
 
 from __future__ import annotations
 
 import json
 
 from avlm.cli import main
+from avlm.modeling.model import AVLMForCausalLM
 
 
 def test_demo_runs_end_to_end_and_reuses_its_data(tmp_path, capsys) -> None:
@@ -39,3 +40,20 @@ def test_demo_preset_tokenizer_has_every_answer_word_as_one_token() -> None:
         assert len(tokenizer.encode(word, add_special_tokens=False)) == 1, word
     assert model.num_media_tokens(processor.config.num_frames) == {"video": 16}
     assert model.config.text_config.hidden_size == 64  # the width the second study chose (docs/avsynth.md)
+
+
+def test_demo_full_settings_smoke_run(tmp_path, capsys) -> None:
+    # `avlm demo --full` at toy size (2 steps): the d=128 preset, the video-heavy mix, direction questions twice
+    out = tmp_path / "full"
+    args = ["demo", "--full", "--out", str(out), "--n-train", "3", "--n-test", "2", "--steps", "2", "--batch-size", "8"]
+    assert main(args) == 0
+    report = json.loads((out / "report.json").read_text())
+    config = report["config"]
+    assert config["model"] == "avlm-demo-full" and config["mix"] == {"av": 3, "video": 4, "audio": 1}
+    assert config["oversample"] == {"direction": 2} and config["steps"] == 2 and config["n_train"] == 3
+    records = json.loads((out / "data" / "train_oversampled.json").read_text())
+    originals = json.loads((out / "data" / "train.json").read_text())
+    direction = [record for record in originals if record["id"].endswith("-direction")]
+    assert len(records) == len(originals) + len(direction) == len(originals) + 3
+    assert AVLMForCausalLM.from_pretrained(out / "model").config.text_config.hidden_size == 128
+    assert "avlm demo" in capsys.readouterr().out

@@ -7,6 +7,7 @@ Examples::
 
     avlm demo                          # writes avlm-demo/: data, train, model, report.json, captions.jsonl
     avlm demo --out runs/demo --steps 600 --n-train 600
+    avlm demo --full                   # the issue #18 settings (avlm.demo.FULL): wider LLM, more data and steps
     avlm caption --model avlm-demo/model my_clips/ -o captions.jsonl   # the trained model, like any other
 
 Re-running continues: the data set and a finished training run are reused.
@@ -20,6 +21,10 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     # The defaults are DemoConfig's, applied in run(): importing avlm.demo here would load torch for --help.
+    parser.add_argument("--full", action="store_true",
+                        help="the settings aimed at the full targets (avlm.demo.FULL: LLM d=128, 1600 clips, 10000 "
+                             "steps, a video-heavy mix with direction questions twice; writes avlm-demo-full/); the "
+                             "options below still apply on top")
     parser.add_argument("--out", type=Path, default=None, help="output folder")
     parser.add_argument("--n-train", type=int, default=None, help="AV-Synth training clips")
     parser.add_argument("--n-test", type=int, default=None, help="held-out clips")
@@ -40,8 +45,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--{name.replace('_', '-')} {getattr(args, name)} must be >= 1")
     given = {name: getattr(args, name) for name in ("out", "n_train", "n_test", "seed", "model", "steps",
                                                    "batch_size", "lr")}
-    config = DemoConfig(**{name: value for name, value in given.items() if value is not None},
-                        overrides=list(args.overrides))
+    chosen = {name: value for name, value in given.items() if value is not None}
+    config = (DemoConfig.full if args.full else DemoConfig)(**chosen, overrides=list(args.overrides))
     report = run_demo(config)
     _print(report, config.out)
     return 0
