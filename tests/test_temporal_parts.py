@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 from media import write_video
+from safetensors.torch import load_file, save_file
 from train_support import read_losses, tiny_data_dir, tiny_recipe
+from transformers import CLIPVisionConfig, CLIPVisionModel
 
 import avlm
 import fusion
@@ -21,7 +23,7 @@ from avlm.modeling.configuration import AVLMConfig, ConnectorSpec
 from avlm.modeling.model import AVLMForCausalLM
 from avlm.modeling.trainable import TrainablePolicy, set_trainable
 from avlm.train.loop import train
-from vision import VISION_ENCODERS
+from vision import VISION_ENCODERS, build_vision_encoder
 from vision.encoders import SiglipVisionEncoder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
@@ -91,6 +93,29 @@ def test_bt_adapter_encoder_sees_one_video_per_row() -> None:
     assert not torch.allclose(one_row[0, :3], frames[0, :3])
 
 
+def test_bt_adapter_encoder_loads_a_clip_folder_strictly(tmp_path) -> None:
+    """``build_vision_encoder(path=...)`` and ``avlm build --preset avlm-tiny-btadapter --vision CLIP_DIR``."""
+    torch.manual_seed(1)
+    clip = CLIPVisionModel(CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                                            num_attention_heads=2, image_size=16, patch_size=4)).eval()
+    clip.save_pretrained(tmp_path)
+    encoder = build_vision_encoder("bt_adapter_clip", path=tmp_path, depth=2)
+    loaded = encoder.clip_vision.state_dict()
+    assert all(torch.equal(value, loaded[key]) for key, value in clip.state_dict().items())
+    last = clip.encoder.layers[2]  # the branch's spatial layers start as CLIP's last `depth` layers
+    assert torch.equal(encoder.spatial_layers[1].mlp.fc1.weight, last.mlp.fc1.weight)
+    assert encoder.image_processor.size == 16 and not any(p.requires_grad for p in encoder.parameters())
+    for preset, name in (("avlm-tiny-btadapter", "bt_adapter_clip"), ("avlm-tiny", "clip")):  # the preset decides
+        assert main(["build", str(tmp_path / preset), "--preset", preset, "--vision", str(tmp_path)]) == 0
+        model = AVLMForCausalLM.from_pretrained(tmp_path / preset)
+        assert model.config.encoders["video"].name == name and type(model.encoders["video"]) is VISION_ENCODERS[name]
+    weights = load_file(str(tmp_path / "model.safetensors"))
+    weights.pop("post_layernorm.weight")
+    save_file(weights, str(tmp_path / "model.safetensors"))
+    with pytest.raises(ValueError, match=r"missing keys \['post_layernorm.weight'\]"):
+        build_vision_encoder("bt_adapter_clip", path=tmp_path)
+
+
 def test_adapter_policy_trains_the_branch_and_keeps_clip_frozen() -> None:
     model = AVLMForCausalLM(AVLMConfig.from_preset("avlm-tiny-btadapter"))
     encoder = model.encoders["video"]
@@ -108,7 +133,7 @@ def test_adapter_policy_trains_the_branch_and_keeps_clip_frozen() -> None:
         TrainablePolicy(connectors={"video": "adapter", "audio": "full"})
 
 
-def test_vision_never_reaches_avlm_and_fusion_never_imports_vision() -> None:
+def test_fusion_never_imports_vision() -> None:
     """vision imports fusion (BT-Adapter's branch); the other way would close a circle."""
     for path in (ROOT / "fusion").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):

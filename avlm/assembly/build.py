@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 import json
 import os
 from pathlib import Path
@@ -37,7 +38,7 @@ def build_model(preset: str | None = "avlm-tiny", llm: str | os.PathLike | None 
     Args:
         preset: name in ``avlm.modeling.presets.PRESETS`` giving the defaults; None: every part must be given.
         llm: local Hugging Face causal-LM folder (weights, config, tokenizer).
-        vision: local SigLIP / CLIP folder.
+        vision: local SigLIP / CLIP folder (a CLIP folder becomes a BT-Adapter encoder when the preset's is one).
         audio: BEATs ``.pt`` file or local Whisper folder.
         connector: video connector (``fusion.CONNECTORS`` key); default the preset's.
         audio_connector: audio projector; default the preset's.
@@ -117,13 +118,16 @@ def _pretrained_encoder(modality: str, path: str | os.PathLike, base: AVLMConfig
         names = [n for n, c in vision_package.VISION_ENCODERS.items() if model_type in getattr(c, "model_types", ())]
     else:
         names = ["beats"] if path.is_file() else [n for n in audio_package.AUDIO_ENCODERS if n == model_type]
+    preset_spec = base.encoders.get(modality)
+    if len(names) > 1:  # a CLIP folder feeds clip and bt_adapter_clip: the preset's encoder, else the first listed
+        names = [preset_spec.name] if preset_spec is not None and preset_spec.name in names else names[:1]
     if len(names) != 1:
         raise ValueError(f"{path}: cannot tell which {modality} encoder reads it (model_type {model_type!r}); "
                          f"video: a SigLIP/CLIP folder; audio: a BEATs .pt file or a Whisper folder")
-    preset_spec = base.encoders.get(modality)
     options = dict(preset_spec.options) if preset_spec is not None and preset_spec.name == names[0] else {}
     if modality == "video":
-        options.setdefault("select_layer", -2)
+        if "select_layer" in inspect.signature(vision_package.VISION_ENCODERS[names[0]]).parameters:  # not BT-Adapter
+            options.setdefault("select_layer", -2)
         encoder = vision_package.build_vision_encoder(names[0], path=path, **options)
     else:
         encoder = audio_package.build_audio_encoder(names[0], path=path, **options)

@@ -43,6 +43,9 @@ class BTAdapterVisionEncoder(BTAdapter):
             ``output_scale``, ``middle_scale``, ``use_gates``.
     """
 
+    model_types = ("clip", "clip_vision_model")
+    """config.json model types that :meth:`from_pretrained` reads (``avlm build --vision`` picks the plain ``clip``
+    tower for them unless the preset's video encoder is this one)."""
     mixes_frames = True
     """The tokens of a frame depend on the other frames of its video: encode one video per row."""
     adapter_modules = ("temporal_layers", "spatial_layers", "time_embedding", "cls_token", "output_gate",
@@ -84,7 +87,10 @@ class BTAdapterVisionEncoder(BTAdapter):
         if not (folder / "config.json").is_file():
             raise FileNotFoundError(f"{folder}: no config.json; pass a local CLIPModel or CLIPVisionModel folder")
         clip_vision = CLIPVisionModel(CLIPVisionConfig.from_pretrained(folder))
-        state = {key: value for key, value in read_weights(folder).items() if key.startswith("vision_model.")}
+        state = read_weights(folder)
+        if any(key.startswith("vision_model.") for key in state):  # a full CLIPModel: its vision half only
+            state = {key.removeprefix("vision_model."): value for key, value in state.items()
+                     if key.startswith("vision_model.")}
         check_state_dict({key: value.shape for key, value in clip_vision.state_dict().items()}, state, str(folder))
         clip_vision.load_state_dict(state, strict=True)
         if (folder / "preprocessor_config.json").is_file():
