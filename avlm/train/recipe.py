@@ -140,7 +140,8 @@ class Recipe:
     data: DataConfig = field(default_factory=DataConfig)
     """Annotation files, mixing, validation and batching (see avlm.data.DataConfig)."""
     trainable: TrainablePolicy = field(default_factory=TrainablePolicy)
-    """What trains in each part: frozen, lora or full (see avlm.modeling.trainable.TrainablePolicy)."""
+    """What trains in each part: frozen, lora, adapter (an encoder's own adapter branch, e.g. BT-Adapter) or full
+    (see avlm.modeling.trainable.TrainablePolicy)."""
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     """Adapter shape for the parts whose mode is lora."""
     train: TrainConfig = field(default_factory=TrainConfig)
