@@ -37,9 +37,10 @@ def concatenate(clips: list[Path], out: Path) -> tuple[Path, float]:
         with av.open(str(clip)) as container:
             stream = container.streams.video[0]
             fps = float(stream.average_rate)
-            frames += [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+            clip_frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+        frames += clip_frames
         sound = load_audio(clip, sample_rate=16000).waveform
-        length = round(len(frames) / len(clips) / fps * 16000)  # exactly one clip length of sound per clip
+        length = round(len(clip_frames) / fps * 16000)  # exactly the clip's length of sound
         sounds.append(torch.nn.functional.pad(sound, (0, max(0, length - len(sound))))[:length])
     write_mp4(out, np.stack(frames), fps, torch.cat(sounds).numpy(), 16000)
     return out, len(frames) / len(clips) / fps
