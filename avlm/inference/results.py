@@ -82,13 +82,19 @@ def drop_errors(path: str | os.PathLike, key: str, keys: Iterable[str] | None = 
         else:
             kept.append(line)
     if dropped:
-        temporary = path.with_name(path.name + ".tmp")
-        with open(temporary, "w", encoding="utf-8") as handle:
-            handle.writelines(kept)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        write_atomically(path, "".join(kept))
     return dropped
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` (UTF-8) so that a crash leaves the old file or the new one, never a torn one:
+    written to a temporary file, fsynced, then renamed over ``path``."""
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
 
 
 class ResultWriter:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from avlm.inference.results import write_atomically
+
 FORMATS = ("srt", "vtt")
 
 
@@ -65,13 +67,7 @@ def write_subtitles(path: str | os.PathLike, cues: Sequence[Cue], subtitle_forma
         raise ValueError(f"subtitle format {subtitle_format!r}; choose one of {FORMATS}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = srt_text(cues) if subtitle_format == "srt" else vtt_text(cues)
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    write_atomically(path, srt_text(cues) if subtitle_format == "srt" else vtt_text(cues))
     return path
 
 
