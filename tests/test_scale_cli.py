@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from infer_support import write_clips
 from scale_support import RAY_OPTIONS, by_key, faults, lines, ray_cluster  # noqa: F401
+from windows_support import damage_packets, truncate, variable_frame_times, write_scene_clip
 
 from avlm.cli import main
 
@@ -136,3 +137,37 @@ def test_driver_killed_with_sigkill_then_rerun_gives_every_clip_once(tiny_dir, r
     data = out.read_bytes()
     assert data.endswith(b"\n")
     assert sorted(by_key(out)) == sorted(str(clip) for clip in clips)  # each clip exactly once
+
+
+def test_caption_windows_on_ray_equal_single_process_with_summaries_and_bad_windows(
+        tiny_dir, ray_cluster, tmp_path) -> None:  # noqa: F811
+    # windows are the rows of the pipeline: the same window lines (times, captions, errors of a truncated file and
+    # of a damaged stretch) and summaries as the single-process run, each once; a rerun adds nothing
+    pcm = write_scene_clip(tmp_path / "pcm.mkv", audio_codec="pcm_s16le")
+    videos = [write_scene_clip(tmp_path / "long.mp4"), write_scene_clip(tmp_path / "vfr.mp4",
+                                                                        frame_times=variable_frame_times()),
+              truncate(pcm, tmp_path / "truncated.mkv", 0.6), damage_packets(tmp_path / "damaged.mkv", 4.0, 6.0),
+              *write_clips(tmp_path / "short", 1), tmp_path / "missing.mp4"]
+    windows = ["--segment", "4", "--frames-per-segment", "2", "--summary"]
+    outputs = {}
+    for name, options in (("single", SINGLE), ("ray", ["--ray"])):
+        outputs[name] = tmp_path / f"{name}.jsonl"
+        assert _caption(tiny_dir, videos, outputs[name], *windows, *options) == 0
+    single, on_ray = _by_window(outputs["single"]), _by_window(outputs["ray"])
+    assert on_ray == single and len(lines(outputs["ray"])) == len(single)
+    assert "error" in on_ray[f"{videos[5]}#"] and sum("summary" in record for record in on_ray.values()) >= 3
+    damaged = on_ray[f"{videos[3]}#1"]
+    assert damaged["error"].startswith(f"{videos[3]}: frames in 4.000-8.000 s cannot be decoded")
+    assert "no video frames after 7.200 s" in on_ray[f"{videos[2]}#2"]["error"]
+    assert on_ray[f"{videos[0]}#"]["segments"] == 3 and on_ray[f"{videos[0]}#2"]["num_frames"] == 2
+    before = outputs["ray"].read_bytes()
+    assert _caption(tiny_dir, videos, outputs["ray"], *windows, "--ray") == 0
+    assert outputs["ray"].read_bytes() == before
+
+
+def _by_window(path: Path) -> dict[str, dict]:
+    """The lines of a windowed results file by ``video#segment`` (``video#`` for a summary or a file error)."""
+    records = lines(path)
+    keyed = {f"{record['video']}#{record.get('segment', '')}": record for record in records}
+    assert len(keyed) == len(records), f"{path} holds a window twice"
+    return keyed

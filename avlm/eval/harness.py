@@ -16,6 +16,7 @@ answers) per question kind.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections import defaultdict
@@ -152,13 +153,15 @@ def ablate_request(request: Request, ablate: Ablation | None, num_frames: int) -
     """``request`` with one sense replaced by a neutral input (module docstring): ``"video"``: ``num_frames`` black
     frames; ``"audio"``: silence as long as its audio file (read from the file: raises ``ValueError``/``OSError``
     naming it when that cannot be read). Run where the request is decoded (``avlm.scale`` decode workers) or
-    before."""
+    before. Without ``ablate`` the request is returned as it is (a window request keeps its ``start``/``end``)."""
+    if ablate is None:
+        return request
     visual, audio = request.video, request.audio
     if ablate == "video" and visual is not None:
         visual = torch.zeros(num_frames, 32, 32, 3, dtype=torch.uint8)
     if ablate == "audio" and isinstance(audio, (str, Path)):
         audio = torch.zeros(max(1, round(_duration(Path(audio)) * 16000)))
-    return Request(request.question, visual, audio)
+    return dataclasses.replace(request, video=visual, audio=audio)
 
 
 def _duration(path: Path) -> float:

@@ -6,10 +6,16 @@ sample travels to the model stage pickled in the ``sample`` column. A request th
 (the runner's message), as does any other exception of one request, so a bad file never fails a task. A request whose
 decoding kills the worker is retried by Ray on a new worker, at most ``max_retries`` times (:mod:`avlm.scale.crashes`).
 Each worker process loads the processor once and decodes with one torch thread (FFmpeg threads do the rest).
+
+Window requests (``start``/``end``, ``avlm caption --segment --ray``) arrive in video and time order, so a block holds
+consecutive windows of one file: a task reads them through one set of open window readers
+(:class:`avlm.inference.window_media.WindowSources`), one seek-based pass over the file per block instead of
+reopening and re-indexing it per window.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -23,6 +29,7 @@ import torch
 from avlm.assembly import load_processor
 from avlm.eval.harness import ablate_request
 from avlm.inference.requests import Prepared, Request, cast_media, prepare
+from avlm.inference.window_media import WindowSources
 from avlm.processing.processor import Processor
 from avlm.scale._faults import maybe_crash
 from avlm.scale.config import ScaleConfig
@@ -37,27 +44,30 @@ error. Dropped by the model stage."""
 def decode_batch(batch: pa.Table, config: ScaleConfig, ledger: ray.actor.ActorHandle) -> pa.Table:
     """``map_batches`` function of the decode stage: ``batch`` plus :data:`DECODED_COLUMNS` and ``sample``."""
     processor = _processor(config.model, tuple(sorted(config.media_overrides.items())))
-    rows = [_decode_row(row, config, processor, ledger) for row in batch.to_pylist()]
+    with contextlib.closing(WindowSources(processor.config)) as sources:
+        rows = [_decode_row(row, config, processor, ledger, sources) for row in batch.to_pylist()]
     for name, kind in DECODED_COLUMNS.items():
         batch = batch.append_column(name, pa.array([getattr(item, name) for item in rows], type=kind))
     samples = [None if item.sample is None else pickle.dumps(item.sample, protocol=5) for item in rows]
     return batch.append_column(SAMPLE_COLUMN, pa.array(samples, type=pa.large_binary()))
 
 
-def decode_request(processor: Processor, request: Request, config: ScaleConfig) -> Prepared:
-    """One request as the decode stage prepares it (ablation, decoding, media cast); every failure is an error."""
+def decode_request(processor: Processor, request: Request, config: ScaleConfig,
+                   sources: WindowSources | None = None) -> Prepared:
+    """One request as the decode stage prepares it (ablation, decoding, media cast); every failure is an error.
+    ``sources``: open window readers shared by the windows of one block (None: a window opens its own)."""
     try:
         request = ablate_request(request, config.ablate, processor.config.num_frames)
     except (ValueError, OSError) as error:  # the audio length of an ablated file cannot be read: as `avlm eval`
         return Prepared(0, error=str(error))
     try:
-        return cast_media(prepare(processor, request, 0), config.media_dtype)
+        return cast_media(prepare(processor, request, 0, sources=sources), config.media_dtype)
     except Exception as error:  # noqa: BLE001 - one unreadable request must not fail the task of its neighbours
         return Prepared(0, error=f"{_name(request)}: {type(error).__name__}: {error}")
 
 
 def _decode_row(row: dict[str, Any], config: ScaleConfig, processor: Processor,
-                ledger: ray.actor.ActorHandle) -> Prepared:
+                ledger: ray.actor.ActorHandle, sources: WindowSources) -> Prepared:
     request = request_of(row, config)
     key = json.dumps(row, sort_keys=True, default=str)
     crashes = ray.get(ledger.start.remote(key))
@@ -67,7 +77,7 @@ def _decode_row(row: dict[str, Any], config: ScaleConfig, processor: Processor,
                                  "retries")
     else:
         maybe_crash("decode", (request.video, request.audio))
-        item = decode_request(processor, request, config)
+        item = decode_request(processor, request, config, sources)
     ray.get(ledger.finish.remote(key))
     return item
 

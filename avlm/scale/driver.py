@@ -43,11 +43,11 @@ def connect(address: str | None) -> bool:
 
 def run_on_ray(config: ScaleConfig, writer: ResultWriter, requests: Sequence[Request],
                records: Sequence[dict[str, Any]], answer_field: str, *, failed: Sequence[dict[str, Any]] = (),
-               unit: str = "clips") -> JobSummary:
+               unit: str = "clips", media_fields: bool = True) -> JobSummary:
     """:func:`avlm.inference.job.run_job` (resume, progress, Ctrl-C, summary) with the Ray pipeline as its runner, on
     the cluster this process has joined (:func:`connect`)."""
     return run_job(None, writer, requests, records, answer_field, batch_size=config.model_batch_size, num_workers=0,
-                   generate_kwargs=config.generate_kwargs, failed=failed, unit=unit,
+                   generate_kwargs=config.generate_kwargs, failed=failed, unit=unit, media_fields=media_fields,
                    runner=lambda todo: ray_results(todo, config))
 
 

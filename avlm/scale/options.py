@@ -25,14 +25,15 @@ from avlm.scale.plan import describe, measure, project
 def run_scaled(args: argparse.Namespace, writer: ResultWriter, requests: Sequence[Request],
                records: Sequence[dict[str, Any]], answer_field: str, generate_kwargs: dict[str, Any], *,
                failed: Sequence[dict[str, Any]] = (), unit: str = "clips", ablate: str | None = None,
-               ) -> JobSummary | None:
+               media_fields: bool = True) -> JobSummary | None:
     """``--plan``: print the plan for the requests not yet in ``writer``'s file and return None. ``--ray``: join the
     cluster (``--ray-address``), answer them on Ray Data and return the job's summary.
 
     Args:
         args: the command's options.
         writer: the open results file (its keys are skipped).
-        requests, records, answer_field, failed, unit: as :func:`avlm.inference.job.run_job` takes them.
+        requests, records, answer_field, failed, unit, media_fields: as :func:`avlm.inference.job.run_job` takes
+            them.
         generate_kwargs: ``generate`` settings from the options.
         ablate: ``avlm eval --ablate``: done by the decode workers.
     """
@@ -47,7 +48,8 @@ def run_scaled(args: argparse.Namespace, writer: ResultWriter, requests: Sequenc
     started = connect(args.ray_address)
     try:
         config = config_from_args(args, generate_kwargs, ray.cluster_resources(), ablate)
-        return run_on_ray(config, writer, requests, records, answer_field, failed=failed, unit=unit)
+        return run_on_ray(config, writer, requests, records, answer_field, failed=failed, unit=unit,
+                          media_fields=media_fields)
     finally:
         if started:
             ray.shutdown()
