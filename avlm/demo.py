@@ -9,6 +9,8 @@ Layout of ``out``::
     model/           the trained model folder (``avlm.load`` / ``avlm caption --model``)
     report.json      evaluation on the held-out split, the ablations, captions, timings and targets
     captions.jsonl   captions of held-out clips and of bigbuckbunny.mp4
+    curves/          with ``curve_every``: the held-out accuracy of the run's checkpoints, a PNG per task and
+                     curves.json (``avlm.eval.curves``)
 
 Every step reuses what an earlier run of the same settings left (the data set, a finished training run), so an
 interrupted demo continues where it stopped.
@@ -26,10 +28,13 @@ from typing import Any
 
 from avlm.api import AVLM, load
 from avlm.assets import sample_clip
-from avlm.eval.harness import build_report, evaluate, load_eval_set
+from avlm.eval.curves import curve_point, evaluate_checkpoints, plot_curves
+from avlm.eval.harness import EvalSet, build_report, evaluate, load_eval_set
 from avlm.inference.requests import Request
 from avlm.synth import SynthConfig, generate
 from avlm.synth.questions import TASK_OF_KIND as KINDS
+from avlm.train.checkpoints import NAME as CHECKPOINT_NAME
+from avlm.train.checkpoints import list_checkpoints
 from avlm.train.loop import train
 from avlm.train.recipe import load_recipe
 
@@ -70,6 +75,11 @@ class DemoConfig:
     """Questions per generate call in the evaluation."""
     caption_clips: int = 4
     """Held-out clips captioned next to bigbuckbunny.mp4."""
+    curve_every: int = 0
+    """Learning curves: keep a checkpoint every this many steps and evaluate each on the held-out split after
+    training (``curves/``; the finished model is the last point); 0: none."""
+    curve_clips: int | None = None
+    """Held-out clips whose questions the curve points are evaluated on (None: all; the report uses all)."""
 
     @classmethod
     def full(cls, **changes: Any) -> DemoConfig:
@@ -94,10 +104,17 @@ class DemoConfig:
             f"train.output_dir={self.out / 'train'}", f"train.max_steps={self.steps}",
             f"train.batch_size={self.batch_size}", "train.grad_accum=1", f"train.lr={self.lr}",
             "train.warmup_ratio=0.05", "train.mixed_precision=fp32", "train.gradient_checkpointing=false",
-            f"train.save_every={max(1, self.steps // 4)}", "train.keep_last=1", "train.log_every=10",
+            *self._checkpointing(), "train.log_every=10",
             "train.resume=auto", f"train.seed={self.seed}", "distributed.strategy=ddp",
             *self.overrides,
         ]
+
+    def _checkpointing(self) -> list[str]:
+        if self.curve_every < 0:
+            raise ValueError(f"curve_every {self.curve_every} must be >= 0 (0: no learning curves)")
+        if self.curve_every:  # every checkpoint kept for the curves
+            return [f"train.save_every={self.curve_every}", f"train.keep_last={self.steps // self.curve_every + 1}"]
+        return [f"train.save_every={max(1, self.steps // 4)}", "train.keep_last=1"]
 
 
 FULL: dict[str, Any] = {
@@ -138,6 +155,12 @@ def run_demo(config: DemoConfig, say: Callable[[str], Any] = print) -> dict[str,
     mark = time.perf_counter()
     captions = _captions(model, data, config)
     seconds["caption"] = time.perf_counter() - mark
+
+    if config.curve_every:
+        mark = time.perf_counter()
+        say(f"learning curves: evaluating the checkpoints every {config.curve_every} steps")
+        _curves(model, data, config, reports["held_out"])
+        seconds["curves"] = time.perf_counter() - mark
     seconds["total"] = time.perf_counter() - started
     report = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
               "summary": summary_rows(reports), "targets": TARGETS, **reports, "captions": captions,
@@ -204,6 +227,30 @@ def _evaluations(model: AVLM, data: Path, config: DemoConfig) -> dict[str, dict[
         reports[name] = build_report(evaluation, evaluate(model, evaluation, **options), data=str(data / "test.json"),
                                      ablate=ablate)
     return reports
+
+
+def _curves(model: AVLM, data: Path, config: DemoConfig, final: dict[str, Any]) -> None:
+    """``curves/``: the held-out accuracy of each kept checkpoint before the last step, then the finished model's
+    (``final``, the report's held-out evaluation). Leaves the model with the weights of the last checkpoint read."""
+    checkpoints = [(int(CHECKPOINT_NAME.match(path.name).group(1)), path)
+                   for path in list_checkpoints(config.out / "train" / "checkpoints")]
+    evaluation = load_eval_set(data / "test.json", num_frames=model.processor.config.num_frames)
+    if config.curve_clips is not None:
+        evaluation = _first_clips(evaluation, config.curve_clips)
+    points = evaluate_checkpoints(model, [(step, path) for step, path in checkpoints if step < config.steps],
+                                  evaluation, batch_size=config.eval_batch_size, num_workers=1, max_new_tokens=40)
+    plot_curves([*points, curve_point(config.steps, final)], config.out / "curves", TARGETS)
+
+
+def _first_clips(evaluation: EvalSet, count: int) -> EvalSet:
+    """The questions of the first ``count`` clips (by file name) of ``evaluation``."""
+    def clip(request: Request) -> str:
+        return str(request.video if request.video is not None else request.audio)
+
+    chosen = set(sorted({clip(request) for request in evaluation.requests})[:count])
+    pairs = [(request, row) for request, row in zip(evaluation.requests, evaluation.references, strict=True)
+             if clip(request) in chosen]
+    return EvalSet([request for request, _ in pairs], [row for _, row in pairs])
 
 
 def _captions(model: AVLM, data: Path, config: DemoConfig) -> list[dict[str, Any]]:

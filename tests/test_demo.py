@@ -45,7 +45,8 @@ def test_demo_preset_tokenizer_has_every_answer_word_as_one_token() -> None:
 def test_demo_full_settings_smoke_run(tmp_path, capsys) -> None:
     # `avlm demo --full` at toy size (2 steps): the d=128 preset, the video-heavy mix, direction questions twice
     out = tmp_path / "full"
-    args = ["demo", "--full", "--out", str(out), "--n-train", "3", "--n-test", "2", "--steps", "2", "--batch-size", "8"]
+    args = ["demo", "--full", "--out", str(out), "--n-train", "3", "--n-test", "2", "--steps", "2", "--batch-size", "8",
+            "--curve-every", "1"]
     assert main(args) == 0
     report = json.loads((out / "report.json").read_text())
     config = report["config"]
@@ -56,4 +57,9 @@ def test_demo_full_settings_smoke_run(tmp_path, capsys) -> None:
     direction = [record for record in originals if record["id"].endswith("-direction")]
     assert len(records) == len(originals) + len(direction) == len(originals) + 3
     assert AVLMForCausalLM.from_pretrained(out / "model").config.text_config.hidden_size == 128
+    points = json.loads((out / "curves" / "curves.json").read_text())  # checkpoint 1, then the finished model
+    assert [point["step"] for point in points] == [1, 2] and points[-1]["accuracy"]["audio_qa"] == \
+        next(row["accuracy"] for row in report["summary"] if row["name"] == "audio_qa")
+    assert {"audio_qa", "video_qa", "caption attributes"} <= set(points[0]["accuracy"])
+    assert {"audio_qa.png", "captions.png", "video_qa.png"} <= {path.name for path in (out / "curves").glob("*.png")}
     assert "avlm demo" in capsys.readouterr().out

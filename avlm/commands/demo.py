@@ -33,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate")
     parser.add_argument("--model", default=None, help="preset or model folder to train from scratch")
     parser.add_argument("--seed", type=int, default=None, help="seed of the data and the run")
+    parser.add_argument("--curve-every", type=int, default=None,
+                        help="keep a checkpoint every this many steps and draw held-out learning curves from them "
+                             "(OUT/curves/; --full: 2000); 0: none")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="further recipe overrides")
 
 
@@ -40,11 +43,13 @@ def run(args: argparse.Namespace) -> int:
     # Imported here, not at the top, to keep `avlm --help` light (no torch/transformers).
     from avlm.demo import DemoConfig, run_demo
 
+    if args.curve_every is not None and args.curve_every < 0:
+        raise ValueError(f"--curve-every {args.curve_every} must be >= 0 (0: no learning curves)")
     for name in ("n_train", "n_test", "steps", "batch_size"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} {getattr(args, name)} must be >= 1")
     given = {name: getattr(args, name) for name in ("out", "n_train", "n_test", "seed", "model", "steps",
-                                                   "batch_size", "lr")}
+                                                   "batch_size", "lr", "curve_every")}
     chosen = {name: value for name, value in given.items() if value is not None}
     config = (DemoConfig.full if args.full else DemoConfig)(**chosen, overrides=list(args.overrides))
     report = run_demo(config)
