@@ -93,7 +93,7 @@ def test_bt_adapter_encoder_sees_one_video_per_row() -> None:
     assert not torch.allclose(one_row[0, :3], frames[0, :3])
 
 
-def test_bt_adapter_encoder_loads_a_clip_folder_strictly(tmp_path) -> None:
+def test_bt_adapter_encoder_loads_a_clip_folder_strictly(tmp_path, capsys) -> None:
     """``build_vision_encoder(path=...)`` and ``avlm build --preset avlm-tiny-btadapter --vision CLIP_DIR``."""
     torch.manual_seed(1)
     clip = CLIPVisionModel(CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3,
@@ -109,6 +109,20 @@ def test_bt_adapter_encoder_loads_a_clip_folder_strictly(tmp_path) -> None:
         assert main(["build", str(tmp_path / preset), "--preset", preset, "--vision", str(tmp_path)]) == 0
         model = AVLMForCausalLM.from_pretrained(tmp_path / preset)
         assert model.config.encoders["video"].name == name and type(model.encoders["video"]) is VISION_ENCODERS[name]
+    # chosen on the command line: any preset, a CLIP folder, BT-Adapter with its own options
+    assert main(["build", str(tmp_path / "chosen"), "--preset", "avlm-tiny", "--vision", str(tmp_path),
+                 "--vision-encoder", "bt_adapter_clip", "--vision-options", '{"depth": 1}']) == 0
+    chosen = AVLMForCausalLM.from_pretrained(tmp_path / "chosen")
+    assert chosen.config.encoders["video"].name == "bt_adapter_clip" and len(chosen.encoders["video"].spatial_layers) == 1
+    assert chosen.config.encoders["video"].options == {"depth": 1}
+    for options, message in ((["--vision", str(tmp_path), "--vision-encoder", "siglip"],
+                              "vision encoder 'siglip' does not read this folder (model_type 'clip_vision_model'); "
+                              "encoders that do: ['clip', 'bt_adapter_clip']"),
+                             (["--vision-encoder", "bt_adapter_clip"], "vision encoder 'bt_adapter_clip' does not take "
+                              "the preset's 'siglip_vision_model' encoder config; encoders that do: ['siglip']"),
+                             (["--vision-options", "[1]"], "--vision-options must be a JSON object")):
+        assert main(["build", str(tmp_path / "bad"), "--preset", "avlm-tiny", *options]) == 2
+        assert message in " ".join(capsys.readouterr().err.split())
     weights = load_file(str(tmp_path / "model.safetensors"))
     weights.pop("post_layernorm.weight")
     save_file(weights, str(tmp_path / "model.safetensors"))

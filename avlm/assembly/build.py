@@ -31,7 +31,8 @@ def build_model(preset: str | None = "avlm-tiny", llm: str | os.PathLike | None 
                 vision: str | os.PathLike | None = None, audio: str | os.PathLike | None = None,
                 connector: str | None = None, audio_connector: str | None = None, av_fusion: str | None = None,
                 seed: int = 0, connector_options: dict[str, Any] | None = None,
-                tokenizer: PreTrainedTokenizerBase | None = None) -> tuple[AVLMForCausalLM, Processor]:
+                tokenizer: PreTrainedTokenizerBase | None = None, vision_encoder: str | None = None,
+                vision_options: dict[str, Any] | None = None) -> tuple[AVLMForCausalLM, Processor]:
     """Assemble a new model and its processor: the preset's random-init parts, each replaced by a pretrained one when
     its path is given (the LLM folder also gives the tokenizer, with ``<video>``/``<audio>``/``<image>`` added).
 
@@ -49,6 +50,14 @@ def build_model(preset: str | None = "avlm-tiny", llm: str | os.PathLike | None 
         tokenizer: the tokenizer of a preset without an LLM folder, in place of the preset's own; needed for presets
             whose tokenizer is ``"tiny-avsynth"`` (``avlm.synth.avsynth_tokenizer``): the model core does not know
             AV-Synth's words.
+        vision_encoder: the video encoder (``vision.VISION_ENCODERS`` key) among those that read ``vision`` (or the
+            preset's encoder config), e.g. ``"bt_adapter_clip"`` for a CLIP folder; default the preset's, else the
+            first that reads the folder.
+        vision_options: constructor options of the video encoder (e.g. ``{"depth": 4}`` for ``bt_adapter_clip``);
+            default the preset's when the encoder is the preset's, else the encoder's own defaults.
+
+    Raises:
+        ValueError: a part that does not fit (the message names it and what would).
 
     Returns:
         ``(AVLMForCausalLM, Processor)``.
@@ -62,13 +71,18 @@ def build_model(preset: str | None = "avlm-tiny", llm: str | os.PathLike | None 
                                                    tokenizer)
     media = MediaConfig.from_preset(preset) if preset is not None else MediaConfig()
     encoders, specs = {}, {}
+    choice = (vision_encoder, vision_options)
     for modality, path in (("video", vision), ("audio", audio)):
+        chosen = choice if modality == "video" else (None, None)
         if path is not None:
-            specs[modality], encoders[modality] = _pretrained_encoder(modality, path, base)
+            specs[modality], encoders[modality] = _pretrained_encoder(modality, path, base, *chosen)
             media = _media_for(modality, specs[modality].name, encoders[modality], media)
         elif modality in base.encoders:
-            specs[modality] = base.encoders[modality]
+            specs[modality] = _chosen_spec(base.encoders[modality], *chosen)
             encoders[modality] = build_encoder(modality, specs[modality])
+        elif modality == "video" and choice != (None, None):
+            raise ValueError("vision_encoder / vision_options choose the video encoder, but this model has none; "
+                             "give --vision FOLDER or a preset with a video encoder")
     names = {"video": connector, "audio": audio_connector}
     connector_specs = {m: ConnectorSpec(names[m]) if names[m] else base.connectors[m] for m in encoders}
     if connector_options is not None:
@@ -110,8 +124,25 @@ def _llm_and_tokenizer(path: str | os.PathLike | None, base: AVLMConfig, tokeniz
     return language_model, tokenizer
 
 
-def _pretrained_encoder(modality: str, path: str | os.PathLike, base: AVLMConfig) -> tuple[EncoderSpec, nn.Module]:
-    """Load a pretrained encoder; its registry name is read from the checkpoint (``config.json`` model_type)."""
+def _chosen_spec(spec: EncoderSpec, name: str | None, options: dict[str, Any] | None) -> EncoderSpec:
+    """The preset's random-init encoder ``spec`` with another encoder class and/or options for the same config."""
+    if name is None and options is None:
+        return spec
+    name = name or spec.name
+    model_type = spec.config.get("model_type")
+    readers = [key for key, cls in vision_package.VISION_ENCODERS.items()
+               if model_type in getattr(cls, "model_types", ())]
+    if name not in readers:
+        raise ValueError(f"vision encoder {name!r} does not take the preset's {model_type!r} encoder config; encoders "
+                         f"that do: {readers} (or give --vision FOLDER with a checkpoint {name!r} reads)")
+    chosen = options if options is not None else spec.options if name == spec.name else {}
+    return EncoderSpec(name, spec.config, dict(chosen))
+
+
+def _pretrained_encoder(modality: str, path: str | os.PathLike, base: AVLMConfig, name: str | None = None,
+                        options: dict[str, Any] | None = None) -> tuple[EncoderSpec, nn.Module]:
+    """Load a pretrained encoder; its registry name is read from the checkpoint (``config.json`` model_type), or
+    ``name`` (video only) when several encoders read it; ``options``: the encoder's constructor options."""
     path = Path(path)
     model_type = json.loads((path / "config.json").read_text()).get("model_type") if path.is_dir() else None
     if modality == "video":
@@ -119,12 +150,20 @@ def _pretrained_encoder(modality: str, path: str | os.PathLike, base: AVLMConfig
     else:
         names = ["beats"] if path.is_file() else [n for n in audio_package.AUDIO_ENCODERS if n == model_type]
     preset_spec = base.encoders.get(modality)
+    if name is not None:
+        if name not in names:
+            raise ValueError(f"{path}: vision encoder {name!r} does not read this folder (model_type {model_type!r}); "
+                             f"encoders that do: {names}")
+        names = [name]
     if len(names) > 1:  # a CLIP folder feeds clip and bt_adapter_clip: the preset's encoder, else the first listed
         names = [preset_spec.name] if preset_spec is not None and preset_spec.name in names else names[:1]
     if len(names) != 1:
         raise ValueError(f"{path}: cannot tell which {modality} encoder reads it (model_type {model_type!r}); "
                          f"video: a SigLIP/CLIP folder; audio: a BEATs .pt file or a Whisper folder")
-    options = dict(preset_spec.options) if preset_spec is not None and preset_spec.name == names[0] else {}
+    if options is not None:
+        options = dict(options)
+    else:
+        options = dict(preset_spec.options) if preset_spec is not None and preset_spec.name == names[0] else {}
     if modality == "video":
         if "select_layer" in inspect.signature(vision_package.VISION_ENCODERS[names[0]]).parameters:  # not BT-Adapter
             options.setdefault("select_layer", -2)

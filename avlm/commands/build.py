@@ -25,6 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "random-init ones")
     parser.add_argument("--llm", type=Path, help="local Hugging Face causal-LM folder (weights + tokenizer)")
     parser.add_argument("--vision", type=Path, help="local SigLIP or CLIP folder")
+    parser.add_argument("--vision-encoder", default=None,
+                        help="video encoder (vision.VISION_ENCODERS key) among those that read --vision or the "
+                             "preset's encoder config, e.g. bt_adapter_clip (frozen CLIP + BT-Adapter's temporal "
+                             "branch) for a CLIP folder (default: the preset's, else the folder's own)")
+    parser.add_argument("--vision-options", default=None, metavar="JSON",
+                        help='options of the video encoder as a JSON object, e.g. \'{"depth": 4}\' for '
+                             "bt_adapter_clip (default: the preset's for its own encoder, else the encoder's)")
     parser.add_argument("--audio", type=Path, help="BEATs .pt file or local Whisper folder")
     parser.add_argument("--connector", help="video connector (fusion.CONNECTORS key), e.g. stc_connector_v35")
     parser.add_argument("--connector-options", default=None, metavar="JSON",
@@ -45,18 +52,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.preset is None and args.llm is None:
         raise SystemExit("avlm build: give --preset NAME, or the parts (--llm, --vision and/or --audio, connectors)")
-    options = None
-    if args.connector_options is not None:
-        try:
-            options = json.loads(args.connector_options)
-        except json.JSONDecodeError as error:
-            raise SystemExit(f"avlm build: --connector-options is not JSON ({error}): {args.connector_options!r}")
-        if not isinstance(options, dict):
-            raise SystemExit(f"avlm build: --connector-options must be a JSON object, got {args.connector_options!r}")
     tokenizer = tokenizer_for_preset(args.preset) if args.preset and not args.llm else None
     model, processor = build_model(args.preset, args.llm, args.vision, args.audio, args.connector,
-                                   args.audio_connector, args.av_fusion, args.seed, connector_options=options,
-                                   tokenizer=tokenizer)
+                                   args.audio_connector, args.av_fusion, args.seed,
+                                   connector_options=_json_object(args.connector_options, "--connector-options"),
+                                   tokenizer=tokenizer, vision_encoder=args.vision_encoder,
+                                   vision_options=_json_object(args.vision_options, "--vision-options"))
     model.save_pretrained(args.out_dir)
     processor.save_pretrained(args.out_dir)
     for part, module in [("llm", model.llm), *model.encoders.items(), *(
@@ -66,3 +67,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"media tokens: {counts} for {processor.config.num_frames} frames; av_fusion={model.config.av_fusion}")
     print(f"wrote {args.out_dir}")
     return 0
+
+
+def _json_object(text: str | None, option: str) -> dict | None:
+    """The JSON object an option gives (None when not given)."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{option} is not JSON ({error}): {text!r}") from error
+    if not isinstance(value, dict):
+        raise ValueError(f"{option} must be a JSON object, got {text!r}")
+    return value
