@@ -113,8 +113,8 @@ def test_bt_adapter_encoder_loads_a_clip_folder_strictly(tmp_path, capsys) -> No
     assert main(["build", str(tmp_path / "chosen"), "--preset", "avlm-tiny", "--vision", str(tmp_path),
                  "--vision-encoder", "bt_adapter_clip", "--vision-options", '{"depth": 1}']) == 0
     chosen = AVLMForCausalLM.from_pretrained(tmp_path / "chosen")
-    assert chosen.config.encoders["video"].name == "bt_adapter_clip" and len(chosen.encoders["video"].spatial_layers) == 1
-    assert chosen.config.encoders["video"].options == {"depth": 1}
+    assert chosen.config.encoders["video"].name == "bt_adapter_clip"
+    assert chosen.config.encoders["video"].options == {"depth": 1} and len(chosen.encoders["video"].spatial_layers) == 1
     for options, message in ((["--vision", str(tmp_path), "--vision-encoder", "siglip"],
                               "vision encoder 'siglip' does not read this folder (model_type 'clip_vision_model'); "
                               "encoders that do: ['clip', 'bt_adapter_clip']"),
