@@ -103,3 +103,21 @@ def test_undecodable_window_fails_alone_and_a_truncated_file_ends_early(clips, t
     assert all(window.error is None for window in windows[:-1]) and windows[-2].end == pytest.approx(7.2)
     with WindowReader(truncated, num_frames=2) as reader:
         assert reader.read(windows[-2].start, windows[-2].end).frames.shape[0] == 2
+
+
+def test_official_preprocessing_reads_a_windows_soundtrack_as_audio_from_video(clips) -> None:
+    # VideoLLaMA2-AV takes a video's soundtrack through its audio-from-video front end (8 clips of 2 s over the span),
+    # an audio file through another (its first 30 s); a window's audio is the video's soundtrack
+    from audio.videollama2_preset import audio_file_fbank, audio_from_video_fbank
+    from avlm.constants import AUTO_AUDIO
+    from avlm.inference.window_media import WindowSources
+    from avlm.processing.media import MediaConfig
+    from avlm.processing.sample import load_media
+
+    config = MediaConfig.from_preset("videollama2.1-7b-av", num_frames=4, preprocessing="videollama2")
+    sources = WindowSources(config)
+    clip, sound = sources.read(clips["cfr"], AUTO_AUDIO, 4.0, 8.0)
+    sources.close()
+    media = load_media(config, clip, sound)
+    assert torch.equal(media.audio, audio_from_video_fbank(sound.waveform)[0].float())
+    assert not torch.equal(media.audio, audio_file_fbank(sound.waveform)[0].float())

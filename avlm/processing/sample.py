@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import torch
 
-from audio import NoAudioStreamError
+from audio import AudioClip, NoAudioStreamError
 from avlm.constants import AUTO_AUDIO, IGNORE_INDEX, IMAGE_SUFFIXES
 from avlm.processing.media import MediaConfig, load_audio_features, load_video_frames
 from vision import VideoClip
@@ -98,9 +98,12 @@ def soundtrack(video: Any) -> str | None:
 
 
 def same_file(video: Any, audio: Any) -> bool:
-    """True when ``audio`` names the video file ``video`` (a path or a clip) was read from: it then takes the frames'
-    span. Images never share a span (they have none)."""
+    """True when ``audio`` (a path, or an ``AudioClip`` read from one) names the video file ``video`` (a path or a
+    clip) was read from: it is then the video's soundtrack and takes the frames' span (official VideoLLaMA2
+    preprocessing: the audio-from-video front end, also for the audio of a ``--segment`` window). Images never share
+    a span (they have none)."""
     source = getattr(video, "path", video)
+    audio = audio.path if isinstance(audio, AudioClip) else audio
     is_path = isinstance(source, (str, os.PathLike)) and isinstance(audio, (str, os.PathLike))
     return is_path and Path(source) == Path(audio) and Path(source).suffix.lower() not in IMAGE_SUFFIXES
 
