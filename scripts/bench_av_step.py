@@ -22,7 +22,9 @@ baseline runs (loss, then timed steps) before the avlm path changes any of these
 
 Reported (wall time on CUDA, process CPU time on CPU): samples/s and ratio, per-stage seconds (device-synchronised:
 vision, audio, connectors, splice, LLM forward, loss, backward, optimizer), LLM positions computed, peak memory on
-CUDA; and the loss of both paths on the same batch before any update, with their difference.
+CUDA; and the loss of both paths on the same batch before any update, with their difference. ``--json PATH`` also
+writes these figures (plus the setup, versions, GPU and date) as one JSON object; ``scripts/gpu_run.sh`` runs the GPU
+figures this way.
 
     PYTHONPATH=. python scripts/bench_av_step.py --device cuda --shape real                  # GPU, batch 4
     PYTHONPATH=. python scripts/bench_av_step.py --device cuda --shape real --batch 8 --only avlm
@@ -39,7 +41,17 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import torch
-from bench_step_common import IGNORE_INDEX, Stopwatch, adamw, free_memory, peak_gib, reset_peak, set_threads
+from bench_step_common import (
+    IGNORE_INDEX,
+    Stopwatch,
+    adamw,
+    environment,
+    free_memory,
+    peak_gib,
+    reset_peak,
+    set_threads,
+    write_json,
+)
 from torch.nn.utils.rnn import pad_sequence
 from transformers.loss.loss_utils import ForCausalLMLoss
 
@@ -248,6 +260,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compile", action="store_true", help="avlm path: torch.compile each LLM decoder layer")
     parser.add_argument("--only", choices=["both", "baseline", "avlm"], default="both")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 1 on cpu)")
+    parser.add_argument("--json", default=None, metavar="PATH",
+                        help="also write the figures as one JSON object to PATH (after each path, then complete)")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.mix.split(",")) - {"av", "video", "audio"})
     if unknown:
@@ -278,7 +292,9 @@ def main(argv: list[str] | None = None) -> int:
         with torch.no_grad():
             losses[name] = forward(Stopwatch(args.device))[0].item()
         results[name] = measure(model, forward, args, fused=name == "avlm" and cuda and not args.no_fused)
+        write_json(args.json, json_record(model, args, kinds, dtype, results, losses, complete=False))
     report(results, losses, args.batch)
+    write_json(args.json, json_record(model, args, kinds, dtype, results, losses, complete=True))
     return 0
 
 
@@ -312,6 +328,34 @@ def setup_line(model: torch.nn.Module, args: argparse.Namespace, kinds: list[str
             f"({args.shape}): {total / 1e6:.1f}M parameters, {trained / 1e6:.2f}M trained; batch {kinds}, "
             f"{shape.frames} frames of {shape.side} px, {shape.audio_frames} fbank frames; avlm: packing {pack}, "
             f"attention {args.attn}")
+
+
+def json_record(model: torch.nn.Module, args: argparse.Namespace, kinds: list[str], dtype: torch.dtype,
+                results: dict[str, Result], losses: dict[str, float], complete: bool) -> dict:
+    """The ``--json`` object: setup, each path's figures (as :func:`report` prints them), the comparisons."""
+    shape, cuda = SHAPES[args.shape], args.device.startswith("cuda")
+    record = {
+        "benchmark": "B2 audio-visual step (bench_av_step.py)", "complete": complete, "shape": args.shape,
+        "preset": shape.preset, "device": args.device, "dtype": str(dtype).removeprefix("torch."),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "trained_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "batch": args.batch, "kinds": kinds, "frames": shape.frames, "side": shape.side,
+        "audio_frames": shape.audio_frames, "prompt_tokens": shape.prompt, "answer_tokens": shape.answer,
+        "lora_rank": shape.rank, "warmup": args.warmup, "steps": args.steps, "only": args.only,
+        "timer": "wall, cuda-synchronised" if cuda else "process CPU time",
+        "avlm_flags": {"pack": not args.no_pack, "attn": args.attn, "no_fused": args.no_fused,
+                       "autocast": args.autocast, "checkpoint_every": args.checkpoint_every, "compile": args.compile},
+        "paths": {name: {"samples_per_s": args.batch / result.step, "step_s": result.step,
+                         "stages_s": {stage: result.stages.get(stage, 0.0) for stage in STAGES},
+                         "llm_positions": result.computed, "peak_gib": result.peak,
+                         "loss_before_update": losses[name]} for name, result in results.items()},
+    }
+    if len(results) == 2:
+        base, ours = results["baseline"], results["avlm"]
+        record["ratio_avlm_over_baseline"] = base.step / ours.step
+        record["peak_memory_ratio"] = ours.peak / base.peak if base.peak is not None else None
+        record["loss_difference"] = losses["avlm"] - losses["baseline"]
+    return {**record, "env": environment(args.device)}
 
 
 def report(results: dict[str, Result], losses: dict[str, float], batch: int) -> None:

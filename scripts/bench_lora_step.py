@@ -27,6 +27,10 @@ of the batch; MFU_6N = tokens/s x (6N + 12 L d T) / peak and useful-MFU = tokens
 (4N + 8 L d T) / peak (N: all LLM parameters; /work/shared/docs/benchmarks.md section 1), against 989 TFLOP/s (H100
 spec) and 787 TFLOP/s (measured bf16 matmul, issue 8).
 
+``--json PATH`` also writes the figures (per path: ms/step, tokens/s, step seconds, first loss, peak memory,
+TFLOP/s, MFU; the ratio; shape, dtype, versions, GPU, date) as one JSON object; ``scripts/gpu_run.sh`` runs the GPU
+figures this way.
+
     PYTHONPATH=. python scripts/bench_lora_step.py --device cuda --shape real               # GPU: Qwen2-7B, 4 x 2048
     .venv/bin/python scripts/bench_lora_step.py --shape small                               # CPU smoke run
 """
@@ -40,7 +44,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from bench_step_common import IGNORE_INDEX, adamw, clock, free_memory, peak_gib, reset_peak, set_threads, synchronize
+from bench_step_common import (
+    IGNORE_INDEX,
+    adamw,
+    clock,
+    environment,
+    free_memory,
+    peak_gib,
+    reset_peak,
+    set_threads,
+    synchronize,
+    write_json,
+)
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 PEAK_TFLOPS = {"spec": 989.0, "measured": 787.0}
@@ -170,22 +185,50 @@ def flops_per_token(config: Qwen2Config, parameters: int, seq: int) -> tuple[flo
     return 6 * parameters + attention, 4 * parameters + attention * 2 / 3
 
 
-def describe(name: str, run: Run, tokens: int, flops: tuple[float, float], device: str,
-             base: Run | None = None) -> str:
+def figures(run: Run, tokens: int, flops: tuple[float, float], device: str) -> dict:
+    """The numbers of one path, as printed by :func:`describe` and written by ``--json``."""
     step = statistics.median(run.seconds)
     rate = tokens / step
+    achieved = [rate * value / 1e12 for value in flops]
+    record = {"ms_per_step": step * 1e3, "tokens_per_s": rate, "step_seconds": run.seconds,
+              "first_loss": run.first_loss, "peak_allocated_gib": run.peak_allocated,
+              "peak_reserved_gib": run.peak_reserved, "tflops_6n": achieved[0], "tflops_useful": achieved[1]}
+    if device.startswith("cuda"):
+        record["mfu_6n"] = {name: achieved[0] / peak for name, peak in PEAK_TFLOPS.items()}
+        record["useful_mfu"] = {name: achieved[1] / peak for name, peak in PEAK_TFLOPS.items()}
+    return record
+
+
+def describe(name: str, run: Run, tokens: int, flops: tuple[float, float], device: str,
+             base: Run | None = None) -> str:
+    numbers = figures(run, tokens, flops, device)
+    step, rate = statistics.median(run.seconds), numbers["tokens_per_s"]
     line = f"{name:<34} {step * 1e3:9.1f} ms/step {rate:10.1f} tokens/s"
     if base is not None:
         line += f" ({statistics.median(base.seconds) / step:.2f}x)"
     if run.peak_allocated is not None:
         line += f"  peak {run.peak_allocated:.1f} GiB allocated, {run.peak_reserved:.1f} GiB reserved"
-    achieved = [rate * value / 1e12 for value in flops]
-    line += f"  {achieved[0]:.2f} TFLOP/s (6N)"
+    line += f"  {numbers['tflops_6n']:.2f} TFLOP/s (6N)"
     if device.startswith("cuda"):
-        line += "  MFU_6N " + " / ".join(f"{achieved[0] / peak:.1%}" for peak in PEAK_TFLOPS.values())
-        line += "  useful-MFU " + " / ".join(f"{achieved[1] / peak:.1%}" for peak in PEAK_TFLOPS.values())
+        line += "  MFU_6N " + " / ".join(f"{value:.1%}" for value in numbers["mfu_6n"].values())
+        line += "  useful-MFU " + " / ".join(f"{value:.1%}" for value in numbers["useful_mfu"].values())
         line += " (of 989 / 787 TF)"
     return line
+
+
+def json_record(args: argparse.Namespace, setup: dict, runs: dict[str, Run], tokens: int,
+                flops: tuple[float, float], complete: bool) -> dict:
+    """The ``--json`` object: setup, each path's figures, and (both paths) ratio, loss and memory comparisons."""
+    names = {"baseline (HF + peft)": "baseline", "avlm": "avlm"}
+    record = {"benchmark": "B1 LoRA step (bench_lora_step.py)", "complete": complete, **setup,
+              "paths": {names[name]: figures(run, tokens, flops, args.device) for name, run in runs.items()}}
+    if len(runs) == 2:
+        base, ours = runs["baseline (HF + peft)"], runs["avlm"]
+        record["ratio_avlm_over_baseline"] = statistics.median(base.seconds) / statistics.median(ours.seconds)
+        record["first_loss_difference"] = ours.first_loss - base.first_loss
+        record["peak_memory_ratio"] = (ours.peak_allocated / base.peak_allocated
+                                       if base.peak_allocated is not None else None)
+    return {**record, "env": environment(args.device)}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -212,6 +255,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default 1 on cpu: OpenMP threads on a busy shared box wait on "
                              "each other)")
+    parser.add_argument("--json", default=None, metavar="PATH",
+                        help="also write the figures as one JSON object to PATH (after each path, then complete)")
     return parser.parse_args(argv)
 
 
@@ -234,11 +279,21 @@ def main(argv: list[str] | None = None) -> int:
           f"{dtype}; Qwen2 {args.shape}: {parameters / 1e9:.3f}B parameters, {config.num_hidden_layers} layers, "
           f"d={config.hidden_size}; batch {batch_size} x {seq} tokens, LoRA r={rank}, attn {args.attn}, "
           f"checkpointing {'on' if checkpointing else 'off'}, label fraction {args.label_fraction}")
+    setup = {"shape": args.shape, "device": args.device, "dtype": str(dtype).removeprefix("torch."),
+             "parameters": parameters, "layers": config.num_hidden_layers, "hidden_size": config.hidden_size,
+             "batch": batch_size, "seq": seq, "tokens_per_step": tokens, "lora_rank": rank, "attn": args.attn,
+             "checkpointing": checkpointing, "label_fraction": args.label_fraction, "warmup": args.warmup,
+             "steps": args.steps, "only": args.only,
+             "timer": "wall, cuda-synchronised" if args.device.startswith("cuda") else "process CPU time",
+             "avlm_flags": {"hf_loss": args.hf_loss, "no_fused": args.no_fused, "compile": args.compile,
+                            "checkpoint_every": args.checkpoint_every, "autocast": args.autocast,
+                            "fp32_base": args.fp32_base}}
     runs: dict[str, Run] = {}
     if args.only in ("both", "baseline"):
         model, step = baseline_step(llm, batch, rank, checkpointing)
         initial = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items() if "lora_" in k}
         runs["baseline (HF + peft)"] = measure(step, args.warmup, args.steps, args.device)
+        write_json(args.json, json_record(args, setup, runs, tokens, flops, complete=False))
         llm = model.unload()  # the frozen base weights, unchanged by training
         if checkpointing:
             llm.gradient_checkpointing_disable()
@@ -251,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.only == "both":
             model.llm.load_state_dict({**model.llm.state_dict(), **initial}, strict=True)
         runs["avlm"] = measure(avlm_step(model, batch, args), args.warmup, args.steps, args.device)
+        setup["avlm_flags"]["autocast"] = args.autocast  # --fp32-base turns it on
     base = runs.get("baseline (HF + peft)")
     for name, run in runs.items():
         print(describe(name, run, tokens, flops, args.device, base if run is not base else None))
@@ -259,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"first-step loss: baseline {first[0]:.6f}, avlm {first[1]:.6f}, difference {first[1] - first[0]:.3g}")
         if base.peak_allocated is not None:
             print(f"peak memory ratio avlm / baseline: {runs['avlm'].peak_allocated / base.peak_allocated:.2f}")
+    write_json(args.json, json_record(args, setup, runs, tokens, flops, complete=True))
     return 0
 
 
