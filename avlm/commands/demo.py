@@ -7,7 +7,7 @@ Examples::
 
     avlm demo                          # writes avlm-demo/: data, train, model, report.json, captions.jsonl
     avlm demo --out runs/demo --steps 600 --n-train 600
-    avlm demo --full                   # the issue #18 settings (avlm.demo.FULL): wider LLM, more data and steps
+    avlm demo --full                   # the issue #18 settings (avlm.demo.FULL): wider LLM, 32 px, more data and steps
     avlm caption --model avlm-demo/model my_clips/ -o captions.jsonl   # the trained model, like any other
 
 Re-running continues: the data set and a finished training run are reused.
@@ -22,9 +22,9 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     # The defaults are DemoConfig's, applied in run(): importing avlm.demo here would load torch for --help.
     parser.add_argument("--full", action="store_true",
-                        help="the settings aimed at the full targets (avlm.demo.FULL: LLM d=128, 1600 clips, 10000 "
-                             "steps, a video-heavy mix with direction questions twice; writes avlm-demo-full/); the "
-                             "options below still apply on top")
+                        help="the settings aimed at the full targets (avlm.demo.FULL: LLM d=128, 32 px frames, 1600 "
+                             "clips, 6500 steps, a video-heavy mix with direction questions twice, learning curves; "
+                             "writes avlm-demo-full/, ~30 min on 2 cores); the options below still apply on top")
     parser.add_argument("--out", type=Path, default=None, help="output folder")
     parser.add_argument("--n-train", type=int, default=None, help="AV-Synth training clips")
     parser.add_argument("--n-test", type=int, default=None, help="held-out clips")

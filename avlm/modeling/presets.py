@@ -115,11 +115,18 @@ PRESETS["avlm-demo"] = Preset(
 
 PRESETS["avlm-demo-full"] = Preset(
     model={**PRESETS["avlm-demo"].model,
-           "text_config": {**PRESETS["avlm-demo"].model["text_config"], "hidden_size": 128, "intermediate_size": 256}},
-    media=PRESETS["avlm-demo"].media,
+           "text_config": {**PRESETS["avlm-demo"].model["text_config"], "hidden_size": 128, "intermediate_size": 256},
+           "encoders": {**PRESETS["avlm-demo"].model["encoders"],
+                        "video": {"name": "siglip", "config": {**_TINY_SIGLIP, "image_size": 32, "patch_size": 8},
+                                  "options": {"select_layer": -2}}},
+           "connectors": {"video": {"name": "spatial_pool", "options": {"grid": 4}},
+                          "audio": {"name": "mlp2x_gelu", "options": {}}}},
+    media={**PRESETS["avlm-demo"].media, "image_processor": ImageProcessorConfig(size=32)},
     tokenizer="tiny-avsynth",
-    description="avlm-demo with the LLM at d=128 for `avlm demo --full` (docs/avsynth.md: d=128 x 2 learned motion "
-                "direction from the video where d=32 did not, and beat d=64 on held-out video and captions)",
+    description="avlm-demo for `avlm demo --full` (docs/avsynth.md): the LLM at d=128 (d=128 x 2 learned motion "
+                "direction from the video where d=32 did not), 32 px frames in 8 px patches and every patch kept "
+                "(spatial_pool 4x4: 64 video tokens for 4 frames; at 16 px pooled to 2x2, audio-visual sync stayed "
+                "at 67% held-out, at 32 px it reached 98%)",
 )
 
 PRESETS["avsynth-100m"] = Preset(
