@@ -122,11 +122,12 @@ FULL: dict[str, Any] = {
     "mix": {"av": 3, "video": 4, "audio": 1}, "oversample": {"direction": 2}, "curve_every": 1000, "curve_clips": 100,
 }
 """``avlm demo --full`` (issue #18), from the studies and runs in docs/avsynth.md: the ``avlm-demo-full`` preset (LLM
-d=128, 32 px frames, 64 video tokens), 4x the clips of the quick demo (direction overfits 400), 6,500 steps (what fits
-the 30-minute budget at ~3.7 steps/s on the 2-core machine) and a mix that no longer starves a question kind: video
-records get half of every batch (AV 3 : video 4 : audio 1; audio was learned with less) and direction questions are
-written twice. Learning curves from a checkpoint every 1,000 steps, evaluated on the questions of 100 held-out clips
-(the report itself uses all 200)."""
+d=128, 32 px frames, 64 video tokens), 4x the clips of the quick demo (direction overfits 400), 6,500 steps (24
+minutes end to end at ~5.2 steps/s on the quiet 2-core machine, inside the 30-minute budget) and a mix that no longer
+starves a question kind: video records get half of every batch (AV 3 : video 4 : audio 1; audio was learned with
+less) and direction questions are written twice. It does not reach the video, AV and caption targets (docs/avsynth.md:
+three runs, and why held-out shapes cannot be reached under the current held-out rule). Learning curves from a
+checkpoint every 1,000 steps, evaluated on the questions of 100 held-out clips (the report itself uses all 200)."""
 
 
 def run_demo(config: DemoConfig, say: Callable[[str], Any] = print) -> dict[str, Any]:
