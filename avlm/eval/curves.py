@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from avlm.eval.harness import EvalSet, build_report, evaluate
+from avlm.modeling.serialization import check_state_dict
 
 TRAINABLES_FILE = "trainables.safetensors"
 """The trainable tensors of a checkpoint, by parameter name (written by :mod:`avlm.train.checkpoints`)."""
@@ -32,7 +33,7 @@ def load_checkpoint_weights(model: nn.Module, checkpoint: str | Path) -> int:
     Raises:
         FileNotFoundError: the checkpoint has no ``trainables.safetensors``.
         ValueError: a saved tensor is not a parameter of ``model`` or has another shape (the checkpoint is of
-            another model); the message names the first few.
+            another model); the message names them.
     """
     path = Path(checkpoint) / TRAINABLES_FILE
     if not path.is_file():
@@ -40,12 +41,8 @@ def load_checkpoint_weights(model: nn.Module, checkpoint: str | Path) -> int:
                                 "(train.output_dir/checkpoints/step-NNNNNN)")
     tensors = load_file(str(path))
     params = dict(model.named_parameters())
-    unknown = sorted(set(tensors) - set(params))
-    shapes = [f"{name}: {tuple(value.shape)} vs {tuple(params[name].shape)}" for name, value in tensors.items()
-              if name in params and value.shape != params[name].shape]
-    if unknown or shapes:
-        raise ValueError(f"{path}: does not fit this model (a checkpoint of another model?); not its parameters: "
-                         f"{unknown[:5]}, other shapes: {shapes[:5]}")
+    # a subset of the parameters: each saved tensor must be one of them, with its shape (none is missing)
+    check_state_dict({name: params[name].shape for name in tensors if name in params}, tensors, str(path))
     with torch.no_grad():
         for name, value in tensors.items():
             params[name].copy_(value)
