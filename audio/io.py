@@ -76,6 +76,11 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 16000, mono: bool = T
         raise MediaError(path, "the audio stream does not state its sample rate")
     samples, first = _decode(path, start or 0.0, end)
     begin = round((start or 0.0) * source_rate) - first
+    for earlier in (1.0, None):  # the seek landed after `start` (e.g. PCM in Matroska): seek 1 s earlier, then 0
+        if begin >= 0 or not start:
+            break
+        samples, first = _decode(path, max(start - earlier, 0.0) if earlier is not None else 0.0, end)
+        begin = round(start * source_rate) - first
     stop = samples.shape[1] if end is None else round(end * source_rate) - first
     samples = samples[:, max(begin, 0):max(stop, 0)]
     if samples.shape[1] == 0:

@@ -121,3 +121,12 @@ def test_official_preprocessing_reads_a_windows_soundtrack_as_audio_from_video(c
     media = load_media(config, clip, sound)
     assert torch.equal(media.audio, audio_from_video_fbank(sound.waveform)[0].float())
     assert not torch.equal(media.audio, audio_file_fbank(sound.waveform)[0].float())
+
+
+def test_load_audio_with_a_start_equals_a_slice_of_the_whole_track(clips) -> None:
+    # PCM in Matroska: the seek for 4.0 s lands on a packet 32 ms later; the samples must still start at 4.0 s
+    whole = load_audio(clips["pcm"]).waveform
+    for start, end in ((4.0, 6.0), (7.3, 9.1)):
+        clip = load_audio(clips["pcm"], start=start, end=end)
+        assert clip.start == start and clip.end == end
+        assert torch.equal(clip.waveform, whole[round(start * 16000):round(end * 16000)])
