@@ -21,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
 
@@ -68,15 +69,22 @@ def write_clip(path: Path, width: int, height: int, seed: int, gop: int, seconds
             container.mux(packet)
         t = np.arange(int(seconds * 48000)) / 48000
         samples = np.stack([np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 660 * t)]).astype(np.float32) * 0.3
-        for start in range(0, samples.shape[1], 1024):
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, start:start + 1024]), format="fltp",
-                                               layout="stereo")
-            frame.sample_rate, frame.pts = 48000, start
-            for packet in sound.encode(frame):
-                container.mux(packet)
-        for packet in sound.encode():
-            container.mux(packet)
+        mux_stereo(container, sound, (samples[:, start:start + 1024] for start in range(0, samples.shape[1], 1024)))
     return path
+
+
+def mux_stereo(container: av.container.OutputContainer, stream: av.audio.stream.AudioStream,
+               blocks: Iterable[np.ndarray]) -> None:
+    """Encode float32 stereo blocks ``[2, n]`` at 48 kHz, one after another, into ``stream``; then flush it."""
+    start = 0
+    for samples in blocks:
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples), format="fltp", layout="stereo")
+        frame.sample_rate, frame.pts = 48000, start
+        start += samples.shape[1]
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
 
 
 def avlm_loader(path: Path, backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:

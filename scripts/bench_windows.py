@@ -27,6 +27,7 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
+from bench_decode import mux_stereo
 
 from audio import load_audio
 from audio.windows import AudioWindowReader
@@ -54,18 +55,16 @@ def write_long_clip(path: Path, seconds: float, width: int = 64, height: int = 4
                 container.mux(packet)
         for packet in video.encode():
             container.mux(packet)
-        block = 48000
-        for start in range(0, int(seconds * 48000), block):
-            t = (start + np.arange(block)) / 48000
-            tone = 300 + 100 * ((start // 48000) % 8)  # a new tone every second
-            samples = np.stack([np.sin(2 * np.pi * tone * t), np.sin(2 * np.pi * 2 * tone * t)]).astype(np.float32)
-            frame = av.AudioFrame.from_ndarray(0.3 * samples, format="fltp", layout="stereo")
-            frame.sample_rate, frame.pts = 48000, start
-            for packet in sound.encode(frame):
-                container.mux(packet)
-        for packet in sound.encode():
-            container.mux(packet)
+        started_seconds = len(range(0, int(seconds * 48000), 48000))  # a last, partial second is written whole
+        mux_stereo(container, sound, (_second_of_tone(second) for second in range(started_seconds)))
     return path
+
+
+def _second_of_tone(second: int) -> np.ndarray:
+    """Stereo float32 ``[2, 48000]``: second ``second`` of the soundtrack, a new tone every second."""
+    t = (second * 48000 + np.arange(48000)) / 48000
+    tone = 300 + 100 * (second % 8)
+    return 0.3 * np.stack([np.sin(2 * np.pi * tone * t), np.sin(2 * np.pi * 2 * tone * t)]).astype(np.float32)
 
 
 def one_pass(path: Path, segment: float, frames: int) -> tuple[float, list]:

@@ -120,7 +120,10 @@ def test_bt_adapter_encoder_loads_a_clip_folder_strictly(tmp_path, capsys) -> No
                               "encoders that do: ['clip', 'bt_adapter_clip']"),
                              (["--vision-encoder", "bt_adapter_clip"], "vision encoder 'bt_adapter_clip' does not take "
                               "the preset's 'siglip_vision_model' encoder config; encoders that do: ['siglip']"),
-                             (["--vision-options", "[1]"], "--vision-options must be a JSON object")):
+                             (["--vision-options", "[1]"], "--vision-options must be a JSON object"),
+                             (["--vision", str(tmp_path), "--vision-encoder", "bt_adapter_clip", "--vision-options",
+                               '{"bogus": 1}'], "unknown options ['bogus'] for vision encoder 'bt_adapter_clip'; its "
+                              "options are ['depth', 'drop_path_max', 'frozen', 'image_processor', 'max_frames'")):
         assert main(["build", str(tmp_path / "bad"), "--preset", "avlm-tiny", *options]) == 2
         assert message in " ".join(capsys.readouterr().err.split())
     weights = load_file(str(tmp_path / "model.safetensors"))

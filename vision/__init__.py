@@ -3,6 +3,7 @@
 Imports nothing heavy at import time (decord and PyAV are loaded inside the readers).
 """
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,20 @@ VISION_ENCODERS: dict[str, type] = {
     "clip": CLIPVisionEncoder,
     "bt_adapter_clip": BTAdapterVisionEncoder,  # frozen CLIP + BT-Adapter's temporal branch (mixes frames)
 }
+
+
+def encoder_options(encoder_class: type) -> list[str]:
+    """The constructor options of a vision encoder class: the keyword parameters of its ``__init__`` after the model
+    or config it wraps, followed through ``**options`` into the parent class's ``__init__`` (BT-Adapter's branch)."""
+    names: list[str] = []
+    for cls in encoder_class.__mro__:
+        if "__init__" not in vars(cls):
+            continue
+        parameters = list(inspect.signature(cls.__init__).parameters.values())[2:]  # self, the wrapped model/config
+        names += [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            break
+    return sorted(set(names))
 
 
 def build_vision_encoder(
@@ -43,10 +58,14 @@ def build_vision_encoder(
             f"got path={path!r}, config={type(config).__name__}; use VISION_ENCODERS[{name!r}].tiny() for tests"
         )
     encoder_class = VISION_ENCODERS[name]
+    valid = encoder_options(encoder_class)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown options {unknown} for vision encoder {name!r}; its options are {valid}")
     if path is not None:
         return encoder_class.from_pretrained(path, **options)
     return encoder_class.from_config(config, **options)
 
 
-__all__ = ["MediaError", "MediaInfo", "probe", "VISION_ENCODERS", "build_vision_encoder"]
+__all__ = ["MediaError", "MediaInfo", "probe", "VISION_ENCODERS", "build_vision_encoder", "encoder_options"]
 __all__ += ["VideoClip", "load_video", "load_image", "ImageProcessorConfig", "preprocess_frames", "SIGLIP", "CLIP"]
